@@ -1,0 +1,153 @@
+"""One environment-driven settings module with zero-config defaults.
+
+DISPATCH_HOME holds the SQLite database, run/ state (pidfiles, the private
+Redis socket), logs/ and config.toml. Nothing here touches the filesystem:
+commands that need the directories create them and report failures.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from dispatchsite.env import env_bool, env_int, env_path, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DISPATCH_HOME = env_path("DISPATCH_HOME", Path.home() / ".dispatch")
+DISPATCH_RUN_DIR = DISPATCH_HOME / "run"
+DISPATCH_LOG_DIR = DISPATCH_HOME / "logs"
+DISPATCH_CONFIG_FILE = DISPATCH_HOME / "config.toml"
+DISPATCH_HOST = env_str("DISPATCH_HOST") or socket.gethostname().split(".")[0]
+DISPATCH_CODEX_BIN = env_str("DISPATCH_CODEX_BIN", "codex")
+DISPATCH_RPC_TIMEOUT = env_int("DISPATCH_RPC_TIMEOUT", 30, minimum=1)
+DISPATCH_EVENT_RETENTION_DAYS = env_int("DISPATCH_EVENT_RETENTION_DAYS", 0, minimum=0)
+DISPATCH_DELTA_COMPACT_AFTER_SECONDS = env_int(
+    "DISPATCH_DELTA_COMPACT_AFTER_SECONDS", 3600, minimum=0
+)
+
+# An external Redis when DISPATCH_REDIS_URL is set; otherwise the private
+# instance that `dispatch up` starts on a unix socket under run/.
+DISPATCH_REDIS_URL = env_str("DISPATCH_REDIS_URL")
+DISPATCH_REDIS_PRIVATE = not DISPATCH_REDIS_URL
+REDIS_URL = DISPATCH_REDIS_URL or f"unix://{DISPATCH_RUN_DIR / 'redis.sock'}"
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"DISPATCH_REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://"
+    )
+
+SECRET_KEY = env_str("DISPATCH_SECRET_KEY", "dispatch-local-only-not-secret")
+DEBUG = env_bool("DISPATCH_DEBUG", False)
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver", "*"]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "channels",
+    "lanes",
+    "triggers",
+    "workspaces",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "dispatchsite.urls"
+ASGI_APPLICATION = "dispatchsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "dispatchsite" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DISPATCH_HOME / "dispatch.sqlite3",
+            # WAL lets the web server, worker and celery read while one writes;
+            # IMMEDIATE takes the write lock up front so busy_timeout applies.
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                    "PRAGMA busy_timeout=20000;"
+                ),
+            },
+            "TEST": {"NAME": env_str("DISPATCH_TEST_DB_NAME") or None},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# redis-py 8 defaults socket_timeout to 5 s, which kills channels_redis's
+# blocking receive; None keeps the worker's command loop alive when idle.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+            "capacity": 1000,
+            "expiry": 60,
+            "prefix": "dispatch",
+        },
+    }
+}
+
+CELERY_BROKER_URL = (
+    f"{REDIS_URL}?virtual_host=1"
+    if REDIS_URL.startswith("unix://")
+    else REDIS_URL.rstrip("/") + "/1"
+    if REDIS_URL.count("/") <= 2
+    else REDIS_URL
+)
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": env_str("DISPATCH_LOG_LEVEL", "WARNING")},
+}
