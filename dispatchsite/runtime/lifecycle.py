@@ -1,0 +1,393 @@
+"""`dispatch up`, `down` and the daemon part of `daemon status`.
+
+The supervisor is a detached `dispatch supervise --home H` process. It is
+found through run/supervisor.pid, and a pid is only trusted (or signalled)
+when /proc shows that it runs `supervise --home <this DISPATCH_HOME>`.
+Recorded children are only signalled when their kernel start time still
+matches the one the supervisor recorded.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from dispatchsite.errors import DispatchError, ValidationError
+from dispatchsite.runtime import home
+from dispatchsite.runtime.redis import (
+    check_socket_path,
+    find_redis_server,
+    redis_reachable,
+)
+from dispatchsite.runtime.supervisor import (
+    STARTUP_TIMEOUT_S,
+    STOP_GRACE_S,
+    Supervisor,
+    is_our_supervisor,
+    log_tail,
+    pid_alive,
+    read_supervisor_pid,
+    same_process,
+    stop_verified,
+    supervise_argv,
+)
+
+DEFAULT_PORT = 8321
+UP_LOCK_TIMEOUT_S = 90.0
+# Four components stopped one after another, each with its own grace period.
+DOWN_TIMEOUT_S = 4 * STOP_GRACE_S + 10.0
+
+
+# -- up -----------------------------------------------------------------------
+
+
+def stack_up(
+    *, port: int, foreground: bool, timeout: float = STARTUP_TIMEOUT_S
+) -> dict[str, Any]:
+    """Start the stack (or find it running) and return once every part is ready.
+
+    With `foreground`, this process becomes the supervisor and never returns.
+    """
+    home.ensure_home()
+    with _up_lock():
+        pid = running_supervisor_pid()
+        if pid is not None:
+            return _result("already_running", pid=pid, state=_state())
+        _reap_stale()
+        port = preflight(port=port)
+        migrate_database()
+        argv = supervise_argv(port=port, startup_timeout=timeout, foreground=foreground)
+        if foreground:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # exec keeps the pid (for systemd and the like) and gives the
+            # process the `supervise --home` cmdline that `down` checks for.
+            os.execve(argv[0], argv, _supervisor_env())
+        began = time.monotonic()
+        log = home.log_file("supervisor")
+        with log.open("ab") as handle:
+            offset = handle.tell()
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=_supervisor_env(),
+                cwd=home.home_dir(),
+                start_new_session=True,
+            )
+        result = _wait_ready(proc, timeout=timeout, log=log, log_offset=offset)
+        result["elapsed_s"] = round(time.monotonic() - began, 2)
+        return result
+
+
+def preflight(*, port: int) -> int:
+    """Check everything `up` needs before spawning; return the port to use.
+
+    Each failure is one typed error whose message names the fix.
+    """
+    from dispatchsite.config import load_policy
+    from lanes.appserver.binary import preflight_config, resolve_codex_argv
+
+    load_policy()
+    resolve_codex_argv(settings.DISPATCH_CODEX_BIN)
+    preflight_config(settings.DISPATCH_CODEX_BIN, dict(os.environ))
+    if settings.DISPATCH_REDIS_PRIVATE:
+        find_redis_server()
+        check_socket_path(home.redis_socket_path())
+    elif not redis_reachable(settings.REDIS_URL, timeout=2.0):
+        fix = "start that Redis, or unset DISPATCH_REDIS_URL to use a private one"
+        raise ValidationError(
+            f"Redis at {settings.DISPATCH_REDIS_URL} is unreachable; {fix}", hint=fix
+        )
+    return resolve_port(port)
+
+
+def resolve_port(port: int) -> int:
+    """`port` if 127.0.0.1 can bind it, or a free one for port 0."""
+    if not 0 <= port <= 65535:
+        raise ValidationError(
+            f"--port {port} is not a TCP port; use 1-65535, or 0 for a free one",
+            hint="use --port 0 for a free port",
+        )
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # daphne (twisted) binds with SO_REUSEADDR; do the same so a port in
+        # TIME_WAIT is not reported busy, while a listener still is.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            fix = "choose another with --port N, or --port 0 for a free one"
+            raise ValidationError(
+                f"port {port} on 127.0.0.1 is in use; {fix}",
+                hint=fix,
+                data={"port": port},
+            ) from None
+        return int(probe.getsockname()[1])
+
+
+def migrate_database() -> None:
+    from django.core.management import call_command
+
+    try:
+        call_command("migrate", interactive=False, verbosity=0)
+    except Exception as exc:
+        raise DispatchError(
+            f"cannot migrate the database: {exc}",
+            hint="run `dispatch doctor`; `dispatch registry migrate` backs up first",
+        ) from exc
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes], *, timeout: float, log: Path, log_offset: int
+) -> dict[str, Any]:
+    # The supervisor enforces `timeout` itself and exits with its failure in
+    # the state file; the extra time covers its orderly shutdown.
+    deadline = time.monotonic() + timeout + DOWN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        state = _state()
+        if code is not None:
+            failure = (state or {}).get("failure")
+            if state and state.get("pid") == proc.pid and failure:
+                home.unlink_quietly(home.state_file())
+                raise Supervisor.failure_error(failure)
+            tail = log_tail(log, offset=log_offset)
+            raise DispatchError(
+                f"the supervisor exited with {code}: "
+                f"{tail[-1] if tail else 'no output'}",
+                hint=f"see {log}",
+                data={"component": "supervisor", "stderr_tail": tail},
+            )
+        if state and state.get("pid") == proc.pid and state.get("phase") == "running":
+            return _result("started", pid=proc.pid, state=state)
+        time.sleep(0.1)
+    # Our own unreaped child, so its pid cannot have been reused.
+    proc.terminate()
+    try:
+        proc.wait(timeout=DOWN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    _reap_stale()
+    raise DispatchError(
+        f"the supervisor did not report ready or failed within {timeout:g}s",
+        hint=f"see {log}",
+    )
+
+
+def _result(status: str, *, pid: int, state: dict[str, Any] | None) -> dict[str, Any]:
+    state = state or {}
+    return {
+        "status": status,
+        "started": status == "started",
+        "url": state.get("url"),
+        "pid": pid,
+        "pidfile": str(home.supervisor_pidfile()),
+        "state_file": str(home.state_file()),
+        "log_dir": str(home.log_dir()),
+        "redis": {"url": state.get("redis_url"), "private": state.get("redis_private")},
+        "components": _components(state),
+        "app_server": _app_server(state),
+    }
+
+
+@contextmanager
+def _up_lock() -> Iterator[None]:
+    """Serialize concurrent `up`s so only one spawns a supervisor."""
+    fd = os.open(home.up_lockfile(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + UP_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DispatchError(
+                        "another `dispatch up` is still starting the stack",
+                        hint="wait for it, then run `dispatch daemon status`",
+                    ) from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _supervisor_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DISPATCH_HOME"] = str(home.home_dir())
+    env.setdefault("DJANGO_SETTINGS_MODULE", "dispatchsite.settings")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# -- down ---------------------------------------------------------------------
+
+
+def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
+    """Stop the supervisor and everything it started; never a stranger's pid."""
+    result: dict[str, Any] = {
+        "status": "not_running",
+        "stopped": False,
+        "pidfile": str(home.supervisor_pidfile()),
+        "pids": [],
+    }
+    if not home.run_dir().is_dir():
+        return result
+    pid = running_supervisor_pid()
+    state = _state()
+    recorded = _recorded_processes(state)
+    if pid is None:
+        result["pids"] = _stop_recorded(recorded)
+        _remove_stale_files()
+        return result
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _is_supervisor(pid):
+        time.sleep(0.05)
+    if _is_supervisor(pid):
+        os.kill(pid, signal.SIGKILL)
+        while _is_supervisor(pid) and time.monotonic() < deadline + 2:
+            time.sleep(0.05)
+    # The supervisor stops its children; this catches any it could not.
+    _stop_recorded(recorded)
+    _remove_stale_files()
+    result.update(
+        status="stopped",
+        stopped=True,
+        pids=[pid, *(p for p, _ in recorded)],
+    )
+    return result
+
+
+def running_supervisor_pid() -> int | None:
+    pid = read_supervisor_pid()
+    if pid is not None and _is_supervisor(pid):
+        return pid
+    return None
+
+
+def _is_supervisor(pid: int) -> bool:
+    return pid_alive(pid) and is_our_supervisor(pid)
+
+
+def _recorded_processes(state: dict[str, Any] | None) -> list[tuple[int, str | None]]:
+    """(pid, start token) of every child and the app-server in `state`."""
+    if not state:
+        return []
+    found = []
+    for info in (state.get("components") or {}).values():
+        if isinstance(info, dict) and isinstance(info.get("pid"), int):
+            found.append((info["pid"], info.get("pid_start")))
+    app_server = state.get("app_server")
+    if isinstance(app_server, dict) and isinstance(app_server.get("pid"), int):
+        found.append((app_server["pid"], app_server.get("pid_start")))
+    return found
+
+
+def _stop_recorded(recorded: list[tuple[int, str | None]]) -> list[int]:
+    stopped = []
+    for pid, token in recorded:
+        if same_process(pid, token):
+            stop_verified(pid, token, grace=STOP_GRACE_S)
+            stopped.append(pid)
+    return stopped
+
+
+def _reap_stale() -> None:
+    """Clean up after a supervisor that died without its shutdown (kill -9)."""
+    _stop_recorded(_recorded_processes(_state()))
+    _remove_stale_files()
+
+
+def _remove_stale_files() -> None:
+    if running_supervisor_pid() is not None:
+        return
+    home.unlink_quietly(home.supervisor_pidfile())
+    home.unlink_quietly(home.state_file())
+    if settings.DISPATCH_REDIS_PRIVATE:
+        home.unlink_quietly(home.redis_socket_path())
+
+
+# -- status -------------------------------------------------------------------
+
+
+def stack_status() -> dict[str, Any]:
+    """The daemon's processes as plain data; reads files, changes nothing."""
+    pid = running_supervisor_pid()
+    state = _state() if pid is not None else None
+    if state is not None and state.get("pid") != pid:
+        state = None
+    stale_pid = read_supervisor_pid() if pid is None else None
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "url": (state or {}).get("url"),
+        "port": (state or {}).get("port"),
+        "phase": (state or {}).get("phase"),
+        "started_at": (state or {}).get("started_at"),
+        "pidfile": str(home.supervisor_pidfile()),
+        "stale_pidfile": stale_pid is not None,
+        "log_dir": str(home.log_dir()),
+        "redis": {
+            "url": settings.REDIS_URL,
+            "private": settings.DISPATCH_REDIS_PRIVATE,
+        },
+        "components": _components(state or {}),
+        "app_server": _app_server(state or {}) if pid is not None else None,
+    }
+
+
+def _state() -> dict[str, Any] | None:
+    return home.read_json(home.state_file())
+
+
+def _components(state: dict[str, Any]) -> dict[str, Any]:
+    components = {}
+    for name, info in (state.get("components") or {}).items():
+        components[name] = {
+            key: info.get(key)
+            for key in (
+                "pid",
+                "status",
+                "restarts",
+                "last_exit",
+                "started_at",
+                "ready_at",
+                "log",
+            )
+        }
+    return components
+
+
+def _app_server(state: dict[str, Any]) -> dict[str, Any] | None:
+    host = state.get("host") or settings.DISPATCH_HOST
+    worker_pid = ((state.get("components") or {}).get("worker") or {}).get("pid")
+    worker = home.read_json(home.worker_state_file(host)) or {}
+    if worker_pid is None or worker.get("pid") != worker_pid:
+        worker = {}
+    recorded = state.get("app_server") or {}
+    pid = worker.get("app_server_pid", recorded.get("pid"))
+    if pid is None:
+        return None
+    return {
+        "pid": pid,
+        "version": worker.get("app_server_version", recorded.get("version")),
+        "worker_pid": worker.get("pid", recorded.get("worker_pid")),
+        "ready_at": worker.get("ready_at"),
+        "heartbeat_at": worker.get("heartbeat_at"),
+    }

@@ -1,0 +1,83 @@
+"""Daemon read ops: status and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from dispatchsite.ops import OpContext, OpInput, OpOutput, define_op
+
+DAEMON_READ = "dispatch_daemon_read"
+
+
+class NoInput(OpInput):
+    pass
+
+
+class StatusOut(OpOutput):
+    lanes: int
+    idle: int
+    busy: int
+    waiting_approval: int
+    error: int
+    archived: int
+    active: int
+    triggers: int
+    triggers_enabled: int
+    daemon: dict[str, Any]
+
+
+def status(data: NoInput, ctx: OpContext) -> dict[str, Any]:
+    from lanes.models import Lane
+
+    counts = {value: 0 for value in Lane.Status.values}
+    for value in Lane.objects.values_list("status", flat=True):
+        counts[value] = counts.get(value, 0) + 1
+    try:
+        from dispatchsite.runtime.lifecycle import stack_status
+
+        daemon = stack_status()
+    except ImportError:
+        daemon = {"running": False}
+    return {
+        "lanes": sum(counts.values()) - counts["archived"],
+        "idle": counts["idle"],
+        "busy": counts["busy"],
+        "waiting_approval": counts["waiting_approval"],
+        "error": counts["error"],
+        "archived": counts["archived"],
+        "active": counts["busy"] + counts["waiting_approval"],
+        "triggers": 0,
+        "triggers_enabled": 0,
+        "daemon": daemon,
+    }
+
+
+define_op(
+    id="status", summary="daemon components and lane counts", intent="read",
+    idempotent=True, input=NoInput, output=StatusOut, handler=status,
+    cli="daemon status", http=("GET", "/daemon/status"), mcp_tool=DAEMON_READ,
+    mcp_action="status",
+)
+
+
+class LogIn(OpInput):
+    limit: int = Field(20, ge=1, le=1000, description="most recent entries")
+
+
+class LogOut(OpOutput):
+    actions: list[dict[str, Any]]
+
+
+def audit_log(data: LogIn, ctx: OpContext) -> dict[str, Any]:
+    from lanes.models import AuditEntry
+
+    return {"actions": [e.as_dict() for e in AuditEntry.objects.all()[: data.limit]]}
+
+
+define_op(
+    id="log", summary="the audit log of write ops and trigger firings", intent="read",
+    idempotent=True, input=LogIn, output=LogOut, handler=audit_log,
+    cli="daemon log", http=("GET", "/daemon/log"), mcp_tool=DAEMON_READ, mcp_action="log",
+)

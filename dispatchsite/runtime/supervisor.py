@@ -1,0 +1,677 @@
+"""The supervisor behind `dispatch up`: runs and restarts the stack's processes.
+
+Components, in start order: redis (only when private), web (daphne), worker
+(the app-server owner) and celery (worker with embedded beat). Each child runs
+in its own session, so its process group id is its pid and one killpg()
+reaches its grandchildren too (celery's beat process, the worker's codex
+app-server). State goes to run/supervisor.json, rewritten atomically, for
+`up`, `down` and `daemon status` to read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.conf import settings
+
+from dispatchsite.errors import AppServerError, DispatchError
+from dispatchsite.runtime import home
+from dispatchsite.runtime.redis import (
+    find_redis_server,
+    ping_socket,
+    private_redis_argv,
+)
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 10.0
+# A child that stayed up this long crashed for a new reason: restart it fast.
+BACKOFF_RESET_AFTER_S = 30.0
+STOP_GRACE_S = 5.0
+STARTUP_TIMEOUT_S = 30.0
+CELERY_READY_AFTER_S = 1.0
+TICK_S = 0.1
+STATE_REFRESH_S = 2.0
+TAIL_LINES = 20
+
+STATUS_STARTING = "starting"
+STATUS_UP = "up"
+STATUS_DOWN = "down"
+
+
+# -- process identity ---------------------------------------------------------
+#
+# A pid alone is not an identity: after a reboot or a wrap-around it may name
+# someone else's process. Everything we signal is first matched against the
+# start time recorded when we spawned (or first saw) it.
+
+
+def proc_start_token(pid: int) -> str | None:
+    """Kernel start time of `pid`, or None if it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _ps_start_token(pid)
+    # comm (field 2) may contain spaces and parens; fields resume after ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return _ps_command(pid)
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def pid_alive(pid: int | None) -> bool:
+    return bool(pid) and proc_start_token(pid) is not None  # type: ignore[arg-type]
+
+
+def same_process(pid: int | None, token: str | None) -> bool:
+    return bool(pid) and token is not None and proc_start_token(pid) == token  # type: ignore[arg-type]
+
+
+def kill_verified(pid: int | None, token: str | None, sig: int) -> bool:
+    """Send `sig` only if `pid` is still the process we recorded."""
+    if not same_process(pid, token):
+        return False
+    try:
+        os.kill(pid, sig)  # type: ignore[arg-type]
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_verified(pid: int | None, token: str | None, *, grace: float) -> None:
+    """SIGTERM, wait up to `grace`, SIGKILL; only ever our recorded process."""
+    if not kill_verified(pid, token, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not same_process(pid, token):
+            return
+        time.sleep(0.05)
+    kill_verified(pid, token, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while same_process(pid, token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ps_start_token(pid: int) -> str | None:
+    # Fallback for systems without procfs (macOS).
+    out = subprocess.run(
+        ["ps", "-o", "state=,lstart=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not out or out.startswith("Z"):
+        return None
+    return out.split(None, 1)[-1]
+
+
+def _ps_command(pid: int) -> list[str]:
+    out = subprocess.run(
+        ["ps", "-ww", "-o", "command=", "-p", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return out.split()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def dispatch_argv(*words: str) -> list[str]:
+    """How children and the detached supervisor run the dispatch CLI."""
+    return [sys.executable, "-m", "dispatchsite.cli", *words]
+
+
+def supervise_argv(
+    *, port: int, startup_timeout: float = STARTUP_TIMEOUT_S, foreground: bool = False
+) -> list[str]:
+    # --home is how `down` tells our supervisor from any other process that
+    # happens to hold the pid in the pidfile.
+    argv = dispatch_argv(
+        "supervise",
+        "--home",
+        str(home.home_dir()),
+        "--port",
+        str(port),
+        "--startup-timeout",
+        f"{startup_timeout:g}",
+    )
+    if foreground:
+        argv.append("--foreground")
+    return argv
+
+
+def is_our_supervisor(pid: int) -> bool:
+    """True only if `pid` runs `dispatch supervise --home <this DISPATCH_HOME>`."""
+    argv = proc_cmdline(pid)
+    if "supervise" not in argv or "--home" not in argv:
+        return False
+    index = argv.index("--home")
+    return index + 1 < len(argv) and argv[index + 1] == str(home.home_dir())
+
+
+def read_supervisor_pid() -> int | None:
+    try:
+        text = home.supervisor_pidfile().read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def log_tail(path: Path, *, offset: int = 0, lines: int = TAIL_LINES) -> list[str]:
+    """The last lines written to `path` since `offset`."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return []
+    text = data[-64 * 1024 :].decode(errors="replace")
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+# -- components ---------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    probe: Callable[[Child], bool]
+    after: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    pid_token: str | None = None
+    status: str = STATUS_DOWN
+    spawns: int = 0
+    last_exit: int | None = None
+    started_at: str | None = None
+    ready_at: str | None = None
+    started_mono: float = 0.0
+    backoff: float = BACKOFF_MIN_S
+    next_start: float = 0.0
+    log_offset: int = 0
+    log: Path = field(default_factory=Path)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def restarts(self) -> int:
+        return max(self.spawns - 1, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "pid_start": self.pid_token,
+            "status": self.status,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "started_at": self.started_at,
+            "ready_at": self.ready_at,
+            "log": str(self.log),
+            "log_offset": self.log_offset,
+        }
+
+
+def _probe_redis(child: Child) -> bool:
+    return ping_socket(home.redis_socket_path(), timeout=0.3)
+
+
+def _web_probe(port: int) -> Callable[[Child], bool]:
+    url = f"http://127.0.0.1:{port}/healthz"
+
+    def probe(child: Child) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    return probe
+
+
+def _worker_probe(host: str) -> Callable[[Child], bool]:
+    path = home.worker_state_file(host)
+
+    def probe(child: Child) -> bool:
+        # The worker writes this once its app-server answered `initialize`;
+        # the pid check ignores a file left by a previous (killed) worker.
+        data = home.read_json(path)
+        return bool(data and data.get("pid") == child.pid and data.get("ready_at"))
+
+    return probe
+
+
+def _probe_celery(child: Child) -> bool:
+    # `celery inspect ping` costs a second process and a broker round trip;
+    # surviving its startup (import, broker connect) is a good enough signal.
+    return time.monotonic() - child.started_mono >= CELERY_READY_AFTER_S
+
+
+def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
+    children = []
+    after: tuple[str, ...] = ()
+    if private_redis:
+        argv = private_redis_argv(
+            binary=find_redis_server(), socket_path=home.redis_socket_path()
+        )
+        children.append(Child(name="redis", argv=argv, probe=_probe_redis))
+        after = ("redis",)
+    web = [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "dispatchsite.asgi:application",
+    ]
+    celery = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "dispatchsite",
+        "worker",
+        "-B",
+        "--pool=solo",
+        "--concurrency=1",
+        "--loglevel=WARNING",
+        "--hostname",
+        f"dispatch@{host}",
+        # Settings name it too; explicit here so a stale env can't swap in
+        # the file-based scheduler and fork the trigger schedule.
+        "--scheduler",
+        "django_celery_beat.schedulers:DatabaseScheduler",
+        "-s",
+        str(home.celerybeat_schedule_file()),
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    children += [
+        Child(name="web", argv=web, probe=_web_probe(port), after=after),
+        Child(
+            name="worker",
+            argv=dispatch_argv("worker", "--host", host),
+            probe=_worker_probe(host),
+            after=after,
+        ),
+        Child(name="celery", argv=celery, probe=_probe_celery, after=after),
+    ]
+    for child in children:
+        child.log = home.log_file(child.name)
+    return children
+
+
+# -- the supervisor -----------------------------------------------------------
+
+
+class AlreadyRunningError(DispatchError):
+    code = "already_running"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        port: int,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
+        on_ready: Callable[[dict[str, Any]], None] | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.port = port
+        self.host: str = settings.DISPATCH_HOST
+        self.private_redis: bool = settings.DISPATCH_REDIS_PRIVATE
+        self.url = f"http://127.0.0.1:{port}"
+        self.startup_timeout = startup_timeout
+        self.on_ready = on_ready
+        self.out = out or sys.stderr
+        self.children = build_children(
+            port=port, host=self.host, private_redis=self.private_redis
+        )
+        self.phase = "starting"
+        self.failure: dict[str, Any] | None = None
+        self.app_server: dict[str, Any] | None = None
+        self.started_at = now_iso()
+        self._stop_signal: int | None = None
+        self._lock_fd: int | None = None
+        self._last_state_write = 0.0
+        self._env = self._child_env()
+
+    # Life cycle -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Supervise until SIGTERM/SIGINT; raise if the stack failed to start."""
+        self._acquire_lock()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._request_stop)
+        if self.private_redis:
+            # A socket file left by a killed Redis would fool the probe.
+            home.unlink_quietly(home.redis_socket_path())
+        home.supervisor_pidfile().write_text(f"{os.getpid()}\n")
+        self._write_state()
+        began = time.monotonic()
+        try:
+            while self._stop_signal is None and self.failure is None:
+                self._tick()
+                if self.phase == "starting":
+                    self._check_startup(began)
+                time.sleep(TICK_S)
+        finally:
+            self._shutdown()
+        if self.failure is not None:
+            raise self.failure_error(self.failure)
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self._stop_signal = signum
+
+    def _acquire_lock(self) -> None:
+        fd = os.open(home.supervisor_lockfile(), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunningError(
+                f"another supervisor is running for {home.home_dir()}",
+                hint="`dispatch down` stops it",
+            ) from None
+        self._lock_fd = fd
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Children recompute settings from the environment; pin the home so a
+        # relative DISPATCH_HOME or a different cwd cannot split the stack.
+        env["DISPATCH_HOME"] = str(home.home_dir())
+        env["DISPATCH_HOST"] = self.host
+        env.setdefault("DJANGO_SETTINGS_MODULE", "dispatchsite.settings")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    # One pass of the loop ---------------------------------------------------
+
+    def _tick(self) -> None:
+        changed = False
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is not None:
+                code = child.proc.poll()
+                if code is None:
+                    if child.status == STATUS_STARTING and child.probe(child):
+                        child.status = STATUS_UP
+                        child.ready_at = now_iso()
+                        changed = True
+                    continue
+                self._on_exit(child, code)
+                changed = True
+                if self.failure is not None:
+                    return
+            if now >= child.next_start and self._deps_up(child):
+                self._spawn(child)
+                changed = True
+        if self.phase == "starting" and all(
+            child.status == STATUS_UP for child in self.children
+        ):
+            self.phase = "running"
+            changed = True
+            self._refresh_app_server()
+            self._write_state()
+            if self.on_ready is not None:
+                self.on_ready(self.snapshot())
+        if changed or now - self._last_state_write >= STATE_REFRESH_S:
+            self._refresh_app_server()
+            self._write_state()
+
+    def _deps_up(self, child: Child) -> bool:
+        by_name = {c.name: c for c in self.children}
+        return all(by_name[name].status == STATUS_UP for name in child.after)
+
+    def _spawn(self, child: Child) -> None:
+        with child.log.open("ab") as log:
+            header = f"--- {now_iso()} supervisor starting {child.name}\n"
+            log.write(header.encode())
+            log.flush()
+            child.log_offset = log.tell()
+            try:
+                child.proc = subprocess.Popen(
+                    child.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self._env,
+                    cwd=home.home_dir(),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                self.failure = {
+                    "component": child.name,
+                    "message": f"cannot start {child.name}: {exc}",
+                    "exit_code": None,
+                    "log": str(child.log),
+                    "stderr_tail": [],
+                }
+                return
+        child.pid_token = proc_start_token(child.proc.pid)
+        child.spawns += 1
+        child.status = STATUS_STARTING
+        child.started_at = now_iso()
+        child.ready_at = None
+        child.started_mono = time.monotonic()
+
+    def _on_exit(self, child: Child, code: int) -> None:
+        pid = child.pid
+        uptime = time.monotonic() - child.started_mono
+        child.last_exit = code
+        child.status = STATUS_DOWN
+        child.proc = None
+        child.pid_token = None
+        if pid is not None:
+            # Whatever the child left in its group (a forked beat, an
+            # app-server) dies with it; a restart must not double them.
+            self._kill_group(pid, signal.SIGKILL)
+        if child.name == "worker":
+            self._reap_app_server(worker_pid=pid)
+        tail = log_tail(child.log, offset=child.log_offset)
+        self._say(f"{child.name} (pid {pid}) exited with {code} after {uptime:.1f}s")
+        if self.phase == "starting":
+            last = tail[-1] if tail else "no output"
+            self.failure = {
+                "component": child.name,
+                "message": f"{child.name} exited during startup (exit {code}): {last}",
+                "exit_code": code,
+                "log": str(child.log),
+                "stderr_tail": tail,
+            }
+            return
+        if uptime >= BACKOFF_RESET_AFTER_S:
+            child.backoff = BACKOFF_MIN_S
+        delay = child.backoff
+        child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+        child.next_start = time.monotonic() + delay
+        self._say(f"restarting {child.name} in {delay:.1f}s")
+
+    def _check_startup(self, began: float) -> None:
+        if time.monotonic() - began < self.startup_timeout:
+            return
+        waiting = [c for c in self.children if c.status != STATUS_UP]
+        name = waiting[0].name if waiting else "stack"
+        tail = log_tail(waiting[0].log, offset=waiting[0].log_offset) if waiting else []
+        self.failure = {
+            "component": name,
+            "message": (
+                f"{', '.join(c.name for c in waiting)} not ready after "
+                f"{self.startup_timeout:g}s"
+            ),
+            "exit_code": None,
+            "log": str(waiting[0].log) if waiting else None,
+            "stderr_tail": tail,
+        }
+
+    # App-server bookkeeping ----------------------------------------------------
+
+    def _refresh_app_server(self) -> None:
+        worker = next((c for c in self.children if c.name == "worker"), None)
+        if worker is None or worker.pid is None:
+            return
+        data = home.read_json(home.worker_state_file(self.host))
+        if not data or data.get("pid") != worker.pid:
+            return
+        pid = data.get("app_server_pid")
+        if not isinstance(pid, int):
+            return
+        if self.app_server and self.app_server.get("pid") == pid:
+            self.app_server["version"] = data.get("app_server_version")
+            return
+        # Recorded while the worker that spawned it is alive, so the token
+        # really is the app-server's; later checks compare against it.
+        self.app_server = {
+            "pid": pid,
+            "pid_start": proc_start_token(pid),
+            "version": data.get("app_server_version"),
+            "worker_pid": worker.pid,
+        }
+
+    def _reap_app_server(self, *, worker_pid: int | None) -> None:
+        record = self.app_server
+        if record and record.get("worker_pid") == worker_pid:
+            stop_verified(record["pid"], record.get("pid_start"), grace=STOP_GRACE_S)
+            self.app_server = None
+        path = home.worker_state_file(self.host)
+        data = home.read_json(path)
+        if data and data.get("pid") == worker_pid:
+            home.unlink_quietly(path)
+
+    # Shutdown -------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        self.phase = "failed" if self.failure else "stopping"
+        self._write_state()
+        for child in reversed(self.children):
+            self._stop_child(child)
+        if self.app_server:
+            record = self.app_server
+            stop_verified(record["pid"], record.get("pid_start"), grace=STOP_GRACE_S)
+            self.app_server = None
+        worker_file = home.worker_state_file(self.host)
+        data = home.read_json(worker_file)
+        if data and not pid_alive(data.get("pid")):
+            home.unlink_quietly(worker_file)
+        if self.private_redis:
+            home.unlink_quietly(home.redis_socket_path())
+        if self.failure is not None:
+            # Kept so the `up` that started us can report why.
+            self._write_state()
+        else:
+            home.unlink_quietly(home.state_file())
+        if read_supervisor_pid() == os.getpid():
+            home.unlink_quietly(home.supervisor_pidfile())
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _stop_child(self, child: Child) -> None:
+        proc = child.proc
+        if proc is None:
+            return
+        pgid = proc.pid
+        self._kill_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not group_alive(pgid):
+                break
+            time.sleep(0.05)
+        else:
+            self._say(f"{child.name} ignored SIGTERM for {STOP_GRACE_S:g}s; killing")
+        self._kill_group(pgid, signal.SIGKILL)
+        try:
+            proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if child.name == "worker":
+            self._reap_app_server(worker_pid=pgid)
+        child.last_exit = proc.returncode
+        child.status = STATUS_DOWN
+        child.proc = None
+        child.pid_token = None
+        self._write_state()
+
+    def _kill_group(self, pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # State ----------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "pid_start": proc_start_token(os.getpid()),
+            "home": str(home.home_dir()),
+            "host": self.host,
+            "port": self.port,
+            "url": self.url,
+            "redis_url": settings.REDIS_URL,
+            "redis_private": self.private_redis,
+            "phase": self.phase,
+            "started_at": self.started_at,
+            "updated_at": now_iso(),
+            "components": {child.name: child.as_dict() for child in self.children},
+            "app_server": self.app_server,
+            "failure": self.failure,
+        }
+
+    def _write_state(self) -> None:
+        home.write_json_atomic(home.state_file(), self.snapshot())
+        self._last_state_write = time.monotonic()
+
+    def _say(self, message: str) -> None:
+        print(f"{now_iso()} supervisor: {message}", file=self.out, flush=True)
+
+    @staticmethod
+    def failure_error(failure: dict[str, Any]) -> DispatchError:
+        """The typed error `up` raises for a stack that did not come up."""
+        component = failure.get("component")
+        hint = f"see {failure.get('log')}; `dispatch doctor` checks the setup"
+        error_type = AppServerError if component == "worker" else DispatchError
+        return error_type(str(failure.get("message")), hint=hint, data=failure)

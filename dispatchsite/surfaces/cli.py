@@ -1,0 +1,275 @@
+"""The `dispatch` CLI, derived from the op registry plus a few surface commands.
+
+Every op becomes a subcommand (its `cli` spelling), its input fields become
+positionals and flags. Output is JSON on stdout; errors are JSON on stderr
+with the error's exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from django.db.utils import OperationalError
+from pydantic.fields import FieldInfo
+
+from dispatchsite.errors import DispatchError, ValidationError
+from dispatchsite.ops import Op, OpContext, execute, internal_fields, load_ops
+from dispatchsite.surfaces.commands import SurfaceCommand, load_commands
+
+
+class CliUsageError(Exception):
+    pass
+
+
+class JsonErrorParser(argparse.ArgumentParser):
+    """argparse that reports usage errors as validation errors (exit 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise CliUsageError(f"{self.prog}: {message}")
+
+
+@dataclass
+class Node:
+    parser: argparse.ArgumentParser
+    children: argparse._SubParsersAction | None = None
+    ops: list[Op] = field(default_factory=list)
+    flags: set[str] = field(default_factory=set)
+    # dest -> the ops that accept it (for composed spellings)
+    dests: dict[str, set[str]] = field(default_factory=dict)
+    choice_flags: dict[str, list[str]] = field(default_factory=dict)
+
+
+def unwrap(annotation: Any) -> tuple[Any, bool]:
+    """Return (inner type, optional) for `X | None`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def field_extra(info: FieldInfo) -> dict[str, Any]:
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def flag_for(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_field_argument(node: Node, op: Op, name: str, info: FieldInfo) -> None:
+    parser = node.parser
+    node.dests.setdefault(name, set()).add(op.id)
+    annotation, _optional = unwrap(info.annotation)
+    extra = field_extra(info)
+    help_text = info.description or ""
+    if name in op.positionals:
+        if name in node.flags:
+            return
+        node.flags.add(name)
+        parser.add_argument(
+            name,
+            nargs=None if info.is_required() else "?",
+            default=argparse.SUPPRESS,
+            help=help_text,
+        )
+        return
+    flags = [flag_for(name), *extra.get("cli_flags", [])]
+    if any(f in node.flags for f in flags):
+        return
+    node.flags.update(flags)
+    kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS}
+    if annotation is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(annotation) is Literal:
+        choices = [str(c) for c in typing.get_args(annotation)]
+        kwargs["choices"] = choices
+        if extra.get("cli_choice_flags"):
+            node.choice_flags[name] = [c for c in choices if c != info.default]
+            for choice in node.choice_flags[name]:
+                parser.add_argument(
+                    f"--{choice}",
+                    dest=f"_choice_{name}_{choice}",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help=f"same as --{name.replace('_', '-')} {choice}",
+                )
+    elif typing.get_origin(annotation) is list:
+        kwargs["action"] = "append"
+    elif annotation in (int, float):
+        kwargs["type"] = annotation
+    parser.add_argument(*flags, help=help_text, **kwargs)
+
+
+def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
+    root = JsonErrorParser(
+        prog="dispatch",
+        description="dispatch: a local control plane for Codex threads (lanes)",
+    )
+    nodes: dict[tuple[str, ...], Node] = {(): Node(parser=root)}
+
+    def node_for(words: Sequence[str], help_text: str) -> Node:
+        path: tuple[str, ...] = ()
+        for word in words:
+            parent = nodes[path]
+            path = (*path, word)
+            if path in nodes:
+                continue
+            if parent.children is None:
+                parent.children = parent.parser.add_subparsers(
+                    dest=f"_cmd_{len(path)}", metavar="<command>"
+                )
+            child = parent.children.add_parser(word, help=help_text, description=help_text)
+            child.add_argument("--json", action="store_true", help="JSON output (default)")
+            nodes[path] = Node(parser=child)
+        return nodes[path]
+
+    for op in load_ops().values():
+        node = node_for(op.cli_words, op.summary)
+        node.ops.append(op)
+        if op.cli_switch:
+            node.parser.add_argument(
+                op.cli_switch,
+                dest=f"_switch_{op.id}",
+                action="store_true",
+                default=False,
+                help=op.summary,
+            )
+        hidden = internal_fields(op.input)
+        ordered = sorted(
+            op.input.model_fields.items(),
+            key=lambda kv: (kv[0] not in op.positionals, op.positionals.index(kv[0])
+                            if kv[0] in op.positionals else 0),
+        )
+        for name, info in ordered:
+            if name not in hidden:
+                add_field_argument(node, op, name, info)
+        if op.intent == "destroy" and "--yes" not in node.flags:
+            node.flags.update({"--yes", "--no-interactive"})
+            node.parser.add_argument("--yes", "-y", action="store_true", help="confirm")
+            node.parser.add_argument(
+                "--no-interactive", action="store_true", help="never prompt"
+            )
+    for command in load_commands().values():
+        node = node_for(command.spelling.split(), command.help)
+        node.parser.set_defaults(_surface_command=command)
+        command.configure(node.parser)
+    return root, nodes
+
+
+def choose_op(node: Node, args: argparse.Namespace) -> Op:
+    switched = [op for op in node.ops if op.cli_switch and getattr(args, f"_switch_{op.id}")]
+    if len(switched) > 1:
+        raise ValidationError("choose one of " + ", ".join(op.cli for op in switched))
+    if switched:
+        return switched[0]
+    plain = [op for op in node.ops if not op.cli_switch]
+    return plain[0]
+
+
+def op_params(node: Node, op: Op, args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    values = vars(args)
+    for name, owners in node.dests.items():
+        if name not in values:
+            continue
+        if op.id not in owners:
+            spellings = sorted(o.cli for o in node.ops if o.id in owners)
+            raise ValidationError(
+                f"{flag_for(name)} does not apply to `dispatch {op.cli}`",
+                hint="it belongs to " + " / ".join(f"`dispatch {s}`" for s in spellings),
+            )
+        params[name] = values[name]
+    for name, choices in node.choice_flags.items():
+        picked = [c for c in choices if values.get(f"_choice_{name}_{c}")]
+        explicit = values.get(name)
+        if len(picked) + (1 if explicit is not None else 0) > 1:
+            raise ValidationError(
+                f"choose exactly one {name}: "
+                + ", ".join([f"--{c}" for c in picked] + ([f"--{name} {explicit}"] if explicit else [])),
+                hint=f"pass one of --{' --'.join(choices)} or --{name}",
+            )
+        if picked:
+            params[name] = picked[0]
+    return params
+
+
+def confirm_destroy(op: Op, args: argparse.Namespace, params: dict[str, Any]) -> None:
+    if getattr(args, "yes", False):
+        return
+    target = " ".join(str(params[p]) for p in op.positionals if p in params)
+    if getattr(args, "no_interactive", False) or not sys.stdin.isatty():
+        raise ValidationError(
+            f"`dispatch {op.cli}` is destructive and needs confirmation",
+            hint="pass --yes to confirm",
+        )
+    answer = input(f"{op.summary} ({target})? [y/N] ").strip().lower()
+    if answer not in {"y", "yes"}:
+        raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")
+
+
+def emit(result: Any) -> None:
+    if result is None:
+        return
+    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def emit_error(error: DispatchError) -> int:
+    sys.stderr.write(json.dumps(error.as_dict(), ensure_ascii=False, default=str) + "\n")
+    return error.exit_status
+
+
+def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) -> Any:
+    command: SurfaceCommand | None = getattr(args, "_surface_command", None)
+    if command is not None:
+        return command.run(args)
+    words = []
+    depth = 1
+    while (word := getattr(args, f"_cmd_{depth}", None)) is not None:
+        words.append(word)
+        depth += 1
+    node = nodes.get(tuple(words))
+    if node is None or not node.ops:
+        raise CliUsageError(f"dispatch {' '.join(words)}: choose a subcommand (see --help)")
+    op = choose_op(node, args)
+    params = op_params(node, op, args)
+    if op.intent == "destroy":
+        confirm_destroy(op, args, params)
+    caller = os.environ.get("CODEX_THREAD_ID") or None
+    return execute(op.id, params, OpContext(surface="cli", caller_thread_id=caller))
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        parser, nodes = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
+        args = parser.parse_args(list(argv))
+        emit(dispatch_args(nodes, args))
+        return 0
+    except CliUsageError as exc:
+        return emit_error(ValidationError(str(exc), hint="see `dispatch --help`"))
+    except DispatchError as exc:
+        return emit_error(exc)
+    except OperationalError as exc:
+        if "no such table" in str(exc) or "unable to open database" in str(exc):
+            return emit_error(
+                DispatchError(
+                    f"the dispatch database is not initialised ({exc})",
+                    hint="run `dispatch up` or `dispatch registry migrate`",
+                )
+            )
+        raise
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,73 @@
+"""CLI commands that are not ops: process control and surface tools.
+
+Ops (lane verbs, reads) come from the op registry; these are the few verbs
+that manage the local installation itself (`up`, `down`, `worker`, `doctor`,
+`registry migrate`, `schema`, `completion`, `mcp`, `token ...`). Each module
+that defines some registers them at import time; `load_commands()` imports
+those modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+COMMAND_MODULES = (
+    "dispatchsite.runtime.commands",
+    "dispatchsite.surfaces.tools",
+    "lanes.commands",
+)
+
+
+@dataclass(frozen=True)
+class SurfaceCommand:
+    spelling: str  # "up", "registry migrate"
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    # Returns a JSON-able result printed on stdout, or None when the command
+    # printed its own output (e.g. completion scripts, streaming).
+    run: Callable[[argparse.Namespace], Any]
+    needs_db: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+
+COMMANDS: dict[str, SurfaceCommand] = {}
+
+
+def register_command(
+    spelling: str,
+    *,
+    help: str,
+    configure: Callable[[argparse.ArgumentParser], None] | None = None,
+    needs_db: bool = True,
+) -> Callable[[Callable[[argparse.Namespace], Any]], Callable[[argparse.Namespace], Any]]:
+    """Decorator: register `run(args)` as the CLI command `spelling`."""
+
+    def decorator(
+        run: Callable[[argparse.Namespace], Any],
+    ) -> Callable[[argparse.Namespace], Any]:
+        if spelling in COMMANDS:
+            raise RuntimeError(f"CLI command {spelling!r} registered twice")
+        COMMANDS[spelling] = SurfaceCommand(
+            spelling=spelling,
+            help=help,
+            configure=configure or (lambda parser: None),
+            run=run,
+            needs_db=needs_db,
+        )
+        return run
+
+    return decorator
+
+
+def load_commands() -> dict[str, SurfaceCommand]:
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return COMMANDS

@@ -1,0 +1,106 @@
+"""The durable queue: one message per successful idle transition, in order.
+
+Rows are claimed with conditional UPDATEs (pending -> sending), and a partial
+unique constraint allows one `sending` row per lane, so two wake-ups can never
+deliver two messages at once.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from lanes.models import AuditEntry, Lane, QueuedMessage
+
+
+def queued_message_enqueue(*, lane: Lane, text: str) -> QueuedMessage:
+    message = QueuedMessage(lane=lane, text=text)
+    message.full_clean()
+    message.save()
+    return message
+
+
+def queued_message_pending_count(*, lane: Lane) -> int:
+    return lane.queue.filter(status=QueuedMessage.Status.PENDING).count()
+
+
+def queued_message_claim_next(*, thread_id: str) -> QueuedMessage | None:
+    """Claim the oldest pending message of an idle, unheld lane, or None."""
+    lane = Lane.objects.filter(
+        thread_id=thread_id,
+        status=Lane.Status.IDLE,
+        active_turn_id="",
+        queue_held=False,
+    ).first()
+    if lane is None:
+        return None
+    candidate = lane.queue.filter(status=QueuedMessage.Status.PENDING).first()
+    if candidate is None:
+        return None
+    try:
+        with transaction.atomic():
+            claimed = QueuedMessage.objects.filter(
+                pk=candidate.pk, status=QueuedMessage.Status.PENDING
+            ).update(status=QueuedMessage.Status.SENDING)
+    except IntegrityError:
+        return None  # another message of this lane is already in flight
+    if claimed != 1:
+        return None
+    candidate.refresh_from_db()
+    return candidate
+
+
+def queued_message_mark_sent(*, message: QueuedMessage, turn_id: str) -> None:
+    QueuedMessage.objects.filter(pk=message.pk).update(
+        status=QueuedMessage.Status.SENT, turn_id=turn_id
+    )
+    Lane.objects.filter(pk=message.lane_id).exclude(latest_turn_id=turn_id).update(
+        status=Lane.Status.BUSY,
+        active_turn_id=turn_id,
+        latest_turn_id=turn_id,
+        latest_turn_status="started",
+        latest_error="",
+        latest_error_at=None,
+    )
+    AuditEntry.objects.create(
+        op="send",
+        lane=message.lane.ref,
+        outcome="queued",
+        detail=f"delivered queued message {message.pk}",
+        surface="worker",
+    )
+
+
+def queued_message_mark_failed(*, message: QueuedMessage, error: str) -> None:
+    QueuedMessage.objects.filter(pk=message.pk).update(
+        status=QueuedMessage.Status.ERROR, error=error[:2000]
+    )
+    AuditEntry.objects.create(
+        op="send",
+        lane=message.lane.ref,
+        outcome="app_server",
+        detail=f"queued message {message.pk}: {error[:200]}",
+        surface="worker",
+    )
+
+
+def queued_message_release(*, message: QueuedMessage) -> None:
+    """Put a message whose delivery never reached the thread back in line."""
+    QueuedMessage.objects.filter(
+        pk=message.pk, status=QueuedMessage.Status.SENDING
+    ).update(status=QueuedMessage.Status.PENDING)
+
+
+def queued_messages_in_flight(*, host: str) -> list[QueuedMessage]:
+    return list(
+        QueuedMessage.objects.filter(
+            status=QueuedMessage.Status.SENDING, lane__host=host
+        ).select_related("lane")
+    )
+
+
+def lanes_with_pending(*, host: str) -> list[str]:
+    return list(
+        Lane.objects.filter(host=host, queue__status=QueuedMessage.Status.PENDING)
+        .values_list("thread_id", flat=True)
+        .distinct()
+    )

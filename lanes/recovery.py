@@ -1,0 +1,86 @@
+"""What the worker does to the DB when it or its app-server (re)starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from lanes.models import Lane, QueuedMessage, WorkerLease
+
+
+def worker_lease_claim(*, host: str, pid: int) -> None:
+    WorkerLease.objects.update_or_create(
+        host=host,
+        defaults={"pid": pid, "started_at": timezone.now(), "heartbeat_at": timezone.now()},
+    )
+
+
+def worker_lease_beat(
+    *, host: str, pid: int, app_server_pid: int | None, app_server_version: str
+) -> None:
+    WorkerLease.objects.filter(host=host, pid=pid).update(
+        heartbeat_at=timezone.now(),
+        app_server_pid=app_server_pid,
+        app_server_version=app_server_version,
+    )
+
+
+def worker_lease_release(*, host: str, pid: int) -> None:
+    WorkerLease.objects.filter(host=host, pid=pid).delete()
+
+
+def lanes_mark_turns_lost(*, host: str, reason: str) -> int:
+    """Turns that were running in a dead app-server are over: say so.
+
+    They do not hold the queue: the operator did not stop them, and the
+    queued work should continue once the app-server is back.
+    """
+    now = timezone.now()
+    lost = (
+        Lane.objects.filter(host=host)
+        .exclude(active_turn_id="")
+        .exclude(status=Lane.Status.ARCHIVED)
+    )
+    count = lost.update(
+        active_turn_id="",
+        latest_turn_status="interrupted",
+        latest_error=reason,
+        latest_error_at=now,
+        status=Lane.Status.IDLE,
+    )
+    Lane.objects.filter(
+        host=host, status__in=[Lane.Status.BUSY, Lane.Status.WAITING_APPROVAL]
+    ).update(status=Lane.Status.IDLE)
+    return count
+
+
+def lanes_to_resume(*, host: str) -> list[str]:
+    # Attached lanes stay observe-only: resuming them here would make this
+    # app-server a second writer of a thread another process owns.
+    return list(
+        Lane.objects.filter(host=host, source=Lane.Source.OWN)
+        .exclude(status=Lane.Status.ARCHIVED)
+        .values_list("thread_id", flat=True)
+    )
+
+
+def in_flight_messages(*, host: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "pk": m.pk,
+            "thread_id": m.lane.thread_id,
+            "client_message_id": str(m.client_message_id),
+        }
+        for m in QueuedMessage.objects.filter(
+            status=QueuedMessage.Status.SENDING, lane__host=host
+        ).select_related("lane")
+    ]
+
+
+def in_flight_settle(*, pk: int, delivered: bool) -> None:
+    """Never send twice: a message the thread already holds counts as sent."""
+    status = QueuedMessage.Status.SENT if delivered else QueuedMessage.Status.PENDING
+    QueuedMessage.objects.filter(pk=pk, status=QueuedMessage.Status.SENDING).update(
+        status=status
+    )

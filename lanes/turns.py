@@ -1,0 +1,38 @@
+"""Building turn/start requests from a lane's saved runtime settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lanes.models import Lane
+
+SANDBOX_POLICIES = {
+    "read-only": {"type": "readOnly"},
+    "workspace-write": {"type": "workspaceWrite"},
+    "danger-full-access": {"type": "dangerFullAccess"},
+}
+
+
+def text_input(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": text, "text_elements": []}]
+
+
+def turn_start_params(
+    lane: Lane, text: str, *, client_message_id: str | None = None
+) -> dict[str, Any]:
+    """turn/start params; settings the user never chose are not sent."""
+    saved = lane.runtime_settings or {}
+    params: dict[str, Any] = {"threadId": lane.thread_id, "input": text_input(text)}
+    if lane.cwd:
+        params["cwd"] = lane.cwd
+    if saved.get("sandbox"):
+        params["sandboxPolicy"] = SANDBOX_POLICIES[saved["sandbox"]]
+    if saved.get("approval_policy"):
+        params["approvalPolicy"] = saved["approval_policy"]
+    if saved.get("model"):
+        params["model"] = saved["model"]
+    if saved.get("effort"):
+        params["effort"] = saved["effort"]
+    if client_message_id:
+        params["clientUserMessageId"] = client_message_id
+    return params
