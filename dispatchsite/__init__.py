@@ -1,3 +1,2 @@
-from dispatchsite.celery import app as celery_app
-
-__all__ = ["celery_app"]
+# The Celery app lives in dispatchsite.celery; it is not imported here because
+# every CLI call would pay for it. Celery processes load it with -A.

@@ -20,7 +20,9 @@ from dispatchsite.errors import DispatchError, ValidationError
 Intent = Literal["read", "write", "destroy"]
 Surface = Literal["cli", "rest", "mcp", "admin", "celery", "worker", "test"]
 
-OP_MODULES = ("lanes.ops", "dispatchsite.runtime.ops")
+OP_MODULES = (
+    "lanes.ops", "dispatchsite.runtime.ops", "lanes.ops_watch", "lanes.ops_history"
+)
 
 # Input fields the surfaces fill themselves (e.g. from CODEX_THREAD_ID); they
 # never appear as CLI flags or in published schemas.

@@ -44,7 +44,6 @@ DEBUG = env_bool("DISPATCH_DEBUG", False)
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver", "*"]
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -126,13 +125,19 @@ CHANNEL_LAYERS = {
     }
 }
 
-CELERY_BROKER_URL = (
-    f"{REDIS_URL}?virtual_host=1"
-    if REDIS_URL.startswith("unix://")
-    else REDIS_URL.rstrip("/") + "/1"
-    if REDIS_URL.count("/") <= 2
-    else REDIS_URL
-)
+
+def celery_redis_url(url: str) -> str:
+    """Celery gets logical db 1 of the same Redis; kombu spells sockets
+    redis+socket:// (it rejects unix://)."""
+    if url.startswith("unix://"):
+        return "redis+socket://" + url.removeprefix("unix://") + "?virtual_host=1"
+    scheme, _, rest = url.partition("://")
+    if "/" in rest:
+        return url  # the operator chose a db
+    return f"{scheme}://{rest}/1"
+
+
+CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
 CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from lanes.indexing import index_messages
 from lanes.models import Lane, LaneEvent
 
 APPROVAL_METHODS = {
@@ -114,6 +115,8 @@ def journal_write_batch(messages: list[dict[str, Any]], counter: SeqCounter) -> 
                 ):
                     result.drain_thread_ids.add(thread_id)
         LaneEvent.objects.bulk_create(rows)
+        # Same transaction: an item is searchable exactly when its event is.
+        index_messages(messages, now=now)
         for thread_id in touched:
             lanes[thread_id].save()
     result.frames = [(row.thread_id, row.as_frame()) for row in rows]

@@ -252,3 +252,6 @@ class WorkerLease(models.Model):
 
     def is_fresh(self, *, seconds: float = 15.0) -> bool:
         return (timezone.now() - self.heartbeat_at).total_seconds() < seconds
+
+
+from lanes.models_index import LaneItem, LaneSyncState, LaneTurn  # noqa: E402,F401

@@ -1,7 +1,9 @@
-"""JSON shapes of lanes, matching the tool our users come from."""
+"""JSON shapes of lanes and threads, matching the tool our users come from."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatchsite.config import Policy, load_policy
@@ -15,6 +17,7 @@ ATTACHED_LOCK_REASON = (
     "attached thread; Dispatch does not own this App Server thread "
     "(enable policy.allow_attached_writes to override)"
 )
+PREVIEW_CHARS = 80
 
 
 def lane_writable(lane: Lane, policy: Policy) -> bool:
@@ -60,7 +63,101 @@ def lane_list_item(lane: Lane, policy: Policy | None = None) -> dict[str, Any]:
         "latest_turn": lane.latest_turn,
         "active_turn_id": lane.active_turn_id or None,
         "model": lane_model(lane),
-        "goal": lane.goal,
+        "goal": goal_view(lane.goal),
         "created_at": lane.created_at.isoformat(),
         "last_event_at": lane.last_event_at.isoformat() if lane.last_event_at else None,
+    }
+
+
+def unix_iso(value: Any) -> str | None:
+    """Codex timestamps are unix seconds; outputs use ISO 8601 in UTC."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return datetime.fromtimestamp(value, tz=UTC).isoformat()
+
+
+def goal_view(goal: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Codex ThreadGoal (camelCase, unix seconds) in dispatch's shape."""
+    if not goal:
+        return None
+    return {
+        "thread_id": goal.get("threadId"),
+        "objective": goal.get("objective"),
+        "status": goal.get("status"),
+        "tokens_used": goal.get("tokensUsed"),
+        "time_used_seconds": goal.get("timeUsedSeconds"),
+        "created_at": unix_iso(goal.get("createdAt")),
+        "updated_at": unix_iso(goal.get("updatedAt")),
+        "token_budget": goal.get("tokenBudget"),
+    }
+
+
+def thread_status(thread: dict[str, Any]) -> str:
+    """A Codex ThreadStatus object as one of dispatch's status words."""
+    status = thread.get("status")
+    kind = status.get("type") if isinstance(status, dict) else status
+    if kind == "active":
+        flags = (status.get("activeFlags") if isinstance(status, dict) else None) or []
+        return "waiting_approval" if "waitingOnApproval" in flags else "busy"
+    return {
+        "idle": "idle",
+        "notLoaded": "not_loaded",
+        "systemError": "error",
+    }.get(str(kind), "unknown")
+
+
+def thread_source(thread: dict[str, Any]) -> str:
+    source = thread.get("source")
+    if isinstance(source, dict) and source:
+        # {"custom": "x"} or {"subAgent": {...}}
+        key, value = next(iter(source.items()))
+        return f"{key}:{value}" if isinstance(value, str) else str(key)
+    return str(source or "unknown")
+
+
+def preview_text(text: str | None) -> str:
+    collapsed = re.sub(r"\s+", " ", text or "").strip()
+    if len(collapsed) <= PREVIEW_CHARS:
+        return collapsed
+    return collapsed[: PREVIEW_CHARS - 1] + "…"
+
+
+def discovery_row(thread: dict[str, Any], *, archived: bool) -> dict[str, Any]:
+    return {
+        "id": thread.get("id"),
+        "name": thread.get("name"),
+        "preview": preview_text(thread.get("preview")),
+        "cwd": thread.get("cwd"),
+        "status": thread_status(thread),
+        "source": thread_source(thread),
+        "ephemeral": bool(thread.get("ephemeral")),
+        "model": thread.get("model"),
+        "archived": archived,
+        "created_at": unix_iso(thread.get("createdAt")),
+        "updated_at": unix_iso(thread.get("updatedAt")),
+    }
+
+
+def thread_action_ref(
+    *, lane: Lane | None, thread_id: str, status: str, cwd: str | None
+) -> dict[str, Any]:
+    """ThreadActionRef: the result of rename/archive/restore on any thread."""
+    if lane is not None:
+        return {
+            "ref": lane.ref,
+            "id": lane.thread_id,
+            "handle": lane.handle,
+            "managed": True,
+            "source": lane.source,
+            "status": lane.status,
+            "cwd": lane.cwd,
+        }
+    return {
+        "ref": None,
+        "id": thread_id,
+        "handle": None,
+        "managed": False,
+        "source": "unmanaged",
+        "status": status,
+        "cwd": cwd,
     }

@@ -46,6 +46,7 @@ def queued_message_claim_next(*, thread_id: str) -> QueuedMessage | None:
     if claimed != 1:
         return None
     candidate.refresh_from_db()
+    candidate.lane = lane  # callers use it from async code: no lazy fetch
     return candidate
 
 

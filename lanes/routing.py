@@ -1,5 +1,13 @@
+"""Websocket routes (see lanes.consumers)."""
+
 from __future__ import annotations
 
-from django.urls import path
+from typing import Any
 
-websocket_urlpatterns: list = []
+from django.urls import re_path
+
+from lanes.consumers import LaneEventsConsumer
+
+websocket_urlpatterns: list[Any] = [
+    re_path(r"^ws/lanes/(?P<selector>[^/]+)/events/?$", LaneEventsConsumer.as_asgi()),
+]

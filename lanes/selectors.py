@@ -1,44 +1,95 @@
-"""Lane selectors: ref, full thread id, @handle, title; writes never fuzzy-match."""
+"""Lane selectors: ref, full thread id, @handle, title; writes never fuzzy-match.
+
+Resolution order: ref -> full thread id -> @handle -> exact title -> (reads
+only) case-insensitive title -> title substring. Anything that matches more
+than one lane is a validation error that lists the candidates, so a
+selector never silently picks one of several lanes.
+"""
 
 from __future__ import annotations
 
 from dispatchsite.errors import NotFoundError, ValidationError
 from lanes.models import Lane
 
+MAX_CANDIDATES = 10
+NOT_FOUND_HINT = (
+    "see `dispatch list --include-archived`; attach an existing thread with "
+    "`dispatch attach <thread-id>`"
+)
+
 
 def candidates_text(lanes: list[Lane]) -> str:
-    return ", ".join(f"{lane.ref} (@{lane.title})" for lane in lanes[:10])
+    return ", ".join(f"{lane.ref} (@{lane.title})" for lane in lanes[:MAX_CANDIDATES])
+
+
+def ambiguous(selector: str, lanes: list[Lane]) -> ValidationError:
+    return ValidationError(
+        f"lane selector {selector!r} is ambiguous: it matches {candidates_text(lanes)}",
+        hint="use a ref, the full thread id or the exact @handle",
+        data={
+            "candidates": [
+                {"ref": lane.ref, "handle": lane.handle, "id": lane.thread_id}
+                for lane in lanes[:MAX_CANDIDATES]
+            ]
+        },
+    )
+
+
+def one_or_ambiguous(selector: str, matches: list[Lane]) -> Lane | None:
+    if len(matches) > 1:
+        raise ambiguous(selector, matches)
+    return matches[0] if matches else None
 
 
 def find_lane(selector: str, *, fuzzy: bool = False) -> Lane | None:
+    """The lane `selector` names, None when nothing matches."""
     selector = selector.strip()
     if not selector:
-        raise ValidationError("empty lane selector", hint="pass a ref, thread id or @handle")
-    lane = Lane.objects.filter(ref=selector).first() or Lane.objects.filter(
-        thread_id=selector
-    ).first()
+        raise ValidationError(
+            "empty lane selector", hint="pass a ref, thread id or @handle"
+        )
+    lane = Lane.objects.filter(ref=selector).first()
+    if lane is None:
+        lane = Lane.objects.filter(thread_id=selector).first()
     if lane is not None:
         return lane
     if selector.startswith("@"):
+        # A handle is exact: an unknown @name is never a title search.
         return Lane.objects.filter(title=selector[1:]).first()
     lane = Lane.objects.filter(title=selector).first()
     if lane is not None or not fuzzy:
         return lane
-    matches = list(Lane.objects.filter(title__icontains=selector)[:11])
-    if len(matches) > 1:
-        raise ValidationError(
-            f"lane selector {selector!r} is ambiguous: {candidates_text(matches)}",
-            hint="use a ref or the full thread id",
-            data={"candidates": [m.ref for m in matches]},
-        )
-    return matches[0] if matches else None
+    limit = MAX_CANDIDATES + 1
+    exact = list(Lane.objects.filter(title__iexact=selector)[:limit])
+    if exact:
+        return one_or_ambiguous(selector, exact)
+    return one_or_ambiguous(
+        selector, list(Lane.objects.filter(title__icontains=selector)[:limit])
+    )
 
 
 def resolve_lane(selector: str, *, for_write: bool = False) -> Lane:
+    """A managed lane or NotFoundError; writes resolve exactly, never fuzzily."""
     lane = find_lane(selector, fuzzy=not for_write)
     if lane is None:
         raise NotFoundError(
-            f"no managed lane matches {selector!r}",
-            hint="see `dispatch list`; attach an existing thread with `dispatch attach <thread-id>`",
+            f"no managed lane matches {selector!r}", hint=NOT_FOUND_HINT
         )
     return lane
+
+
+def resolve_lane_or_thread(selector: str) -> tuple[Lane | None, str]:
+    """A managed lane, or a raw thread id for verbs that accept one.
+
+    Exact resolution only: these verbs write, and a raw id must never be
+    confused with a lane whose title happens to contain it.
+    """
+    lane = find_lane(selector)
+    if lane is not None:
+        return lane, lane.thread_id
+    selector = selector.strip()
+    if selector.startswith("@"):
+        raise NotFoundError(
+            f"no managed lane has handle {selector}", hint=NOT_FOUND_HINT
+        )
+    return None, selector

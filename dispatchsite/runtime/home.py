@@ -61,6 +61,10 @@ def worker_state_file(host: str) -> Path:
     return run_dir() / f"worker-{host}.json"
 
 
+def celery_state_file(host: str) -> Path:
+    return run_dir() / f"celery-{host}.json"
+
+
 def celerybeat_schedule_file() -> Path:
     return run_dir() / "celerybeat-schedule"
 
@@ -103,7 +107,7 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = 0o600) ->
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, default=str)
+            json.dump(data, handle, indent=2, default=str)
             handle.write("\n")
         os.chmod(tmp, mode)
         os.replace(tmp, path)

@@ -42,12 +42,15 @@ from dispatchsite.runtime.supervisor import (
     same_process,
     stop_verified,
     supervise_argv,
+    wait_vanished,
 )
 
 DEFAULT_PORT = 8321
 UP_LOCK_TIMEOUT_S = 90.0
-# Four components stopped one after another, each with its own grace period.
+# Two tiers of stops (dependents, then Redis) plus the app-server, each with
+# its own grace period, and slack for a slow machine.
 DOWN_TIMEOUT_S = 4 * STOP_GRACE_S + 10.0
+ZOMBIE_WAIT_S = 3.0
 
 
 # -- up -----------------------------------------------------------------------
@@ -64,7 +67,7 @@ def stack_up(
     with _up_lock():
         pid = running_supervisor_pid()
         if pid is not None:
-            return _result("already_running", pid=pid, state=_state())
+            return up_result("already_running", pid=pid, state=_state())
         _reap_stale()
         port = preflight(port=port)
         migrate_database()
@@ -174,7 +177,7 @@ def _wait_ready(
                 data={"component": "supervisor", "stderr_tail": tail},
             )
         if state and state.get("pid") == proc.pid and state.get("phase") == "running":
-            return _result("started", pid=proc.pid, state=state)
+            return up_result("started", pid=proc.pid, state=state)
         time.sleep(0.1)
     # Our own unreaped child, so its pid cannot have been reused.
     proc.terminate()
@@ -189,7 +192,7 @@ def _wait_ready(
     )
 
 
-def _result(status: str, *, pid: int, state: dict[str, Any] | None) -> dict[str, Any]:
+def up_result(status: str, *, pid: int, state: dict[str, Any] | None) -> dict[str, Any]:
     state = state or {}
     return {
         "status": status,
@@ -252,6 +255,7 @@ def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
     state = _state()
     recorded = _recorded_processes(state)
     if pid is None:
+        # A supervisor killed with -9 leaves its children running.
         result["pids"] = _stop_recorded(recorded)
         _remove_stale_files()
         return result
@@ -265,12 +269,11 @@ def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
             time.sleep(0.05)
     # The supervisor stops its children; this catches any it could not.
     _stop_recorded(recorded)
+    pids = [pid, *(p for p, _ in recorded)]
+    # Only pids proven ours above; by now they are dead or zombies.
+    wait_vanished(pids, timeout=ZOMBIE_WAIT_S)
     _remove_stale_files()
-    result.update(
-        status="stopped",
-        stopped=True,
-        pids=[pid, *(p for p, _ in recorded)],
-    )
+    result.update(status="stopped", stopped=True, pids=pids)
     return result
 
 

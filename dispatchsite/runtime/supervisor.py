@@ -10,7 +10,9 @@ app-server). State goes to run/supervisor.json, rewritten atomically, for
 
 from __future__ import annotations
 
+import argparse
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -27,7 +29,7 @@ from typing import Any, TextIO
 
 from django.conf import settings
 
-from dispatchsite.errors import AppServerError, DispatchError
+from dispatchsite.errors import AppServerError, DispatchError, ValidationError
 from dispatchsite.runtime import home
 from dispatchsite.runtime.redis import (
     find_redis_server,
@@ -43,7 +45,6 @@ BACKOFF_MAX_S = 10.0
 BACKOFF_RESET_AFTER_S = 30.0
 STOP_GRACE_S = 5.0
 STARTUP_TIMEOUT_S = 30.0
-CELERY_READY_AFTER_S = 1.0
 TICK_S = 0.1
 STATE_REFRESH_S = 2.0
 TAIL_LINES = 20
@@ -60,14 +61,18 @@ STATUS_DOWN = "down"
 # start time recorded when we spawned (or first saw) it.
 
 
+# Without procfs (macOS) ps(1) answers the same two questions, more slowly.
+HAS_PROCFS = os.path.exists("/proc/self/stat")
+
+
 def proc_start_token(pid: int) -> str | None:
     """Kernel start time of `pid`, or None if it is gone or a zombie."""
+    if not HAS_PROCFS:
+        return _ps_start_token(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
     except OSError:
-        return _ps_start_token(pid)
+        return None
     # comm (field 2) may contain spaces and parens; fields resume after ")".
     fields = stat[stat.rfind(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
@@ -76,29 +81,31 @@ def proc_start_token(pid: int) -> str | None:
 
 
 def proc_cmdline(pid: int) -> list[str]:
+    if not HAS_PROCFS:
+        return _ps_command(pid)
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return []
     except OSError:
-        return _ps_command(pid)
+        return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def pid_alive(pid: int | None) -> bool:
-    return bool(pid) and proc_start_token(pid) is not None  # type: ignore[arg-type]
+    return pid is not None and pid > 0 and proc_start_token(pid) is not None
 
 
 def same_process(pid: int | None, token: str | None) -> bool:
-    return bool(pid) and token is not None and proc_start_token(pid) == token  # type: ignore[arg-type]
+    if pid is None or pid <= 0 or token is None:
+        return False
+    return proc_start_token(pid) == token
 
 
 def kill_verified(pid: int | None, token: str | None, sig: int) -> bool:
     """Send `sig` only if `pid` is still the process we recorded."""
-    if not same_process(pid, token):
+    if pid is None or not same_process(pid, token):
         return False
     try:
-        os.kill(pid, sig)  # type: ignore[arg-type]
+        os.kill(pid, sig)
     except ProcessLookupError:
         return False
     return True
@@ -106,16 +113,40 @@ def kill_verified(pid: int | None, token: str | None, sig: int) -> bool:
 
 def stop_verified(pid: int | None, token: str | None, *, grace: float) -> None:
     """SIGTERM, wait up to `grace`, SIGKILL; only ever our recorded process."""
-    if not kill_verified(pid, token, signal.SIGTERM):
+    if pid is None or not kill_verified(pid, token, signal.SIGTERM):
         return
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not same_process(pid, token):
-            return
+    while time.monotonic() < deadline and same_process(pid, token):
         time.sleep(0.05)
     kill_verified(pid, token, signal.SIGKILL)
     deadline = time.monotonic() + 2.0
     while same_process(pid, token) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Never our own child, so its zombie is init's to reap; give it a moment
+    # so "stopped" means gone from the process table.
+    wait_vanished([pid], timeout=1.0)
+
+
+def wait_vanished(pids: list[int], *, timeout: float) -> bool:
+    """Wait until no process (zombies included) has any of `pids`.
+
+    A dead process lingers as a zombie until its parent reaps it; for our
+    orphans that parent is init, which may take a moment.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            remaining.append(pid)
+        if not remaining or time.monotonic() >= deadline:
+            return not remaining
+        pids = remaining
         time.sleep(0.05)
 
 
@@ -165,8 +196,13 @@ def supervise_argv(
     *, port: int, startup_timeout: float = STARTUP_TIMEOUT_S, foreground: bool = False
 ) -> list[str]:
     # --home is how `down` tells our supervisor from any other process that
-    # happens to hold the pid in the pidfile.
-    argv = dispatch_argv(
+    # happens to hold the pid in the pidfile. This module's own entry point
+    # is `dispatch supervise` minus the full CLI (op registry, every app's
+    # imports), which costs seconds on a busy machine and is not needed here.
+    argv = [
+        sys.executable,
+        "-m",
+        "dispatchsite.runtime.supervisor",
         "supervise",
         "--home",
         str(home.home_dir()),
@@ -174,14 +210,14 @@ def supervise_argv(
         str(port),
         "--startup-timeout",
         f"{startup_timeout:g}",
-    )
+    ]
     if foreground:
         argv.append("--foreground")
     return argv
 
 
 def is_our_supervisor(pid: int) -> bool:
-    """True only if `pid` runs `dispatch supervise --home <this DISPATCH_HOME>`."""
+    """True only if `pid` runs `... supervise --home <this DISPATCH_HOME>`."""
     argv = proc_cmdline(pid)
     if "supervise" not in argv or "--home" not in argv:
         return False
@@ -212,7 +248,7 @@ def log_tail(path: Path, *, offset: int = 0, lines: int = TAIL_LINES) -> list[st
 # -- components ---------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class Child:
     name: str
     argv: list[str]
@@ -282,10 +318,48 @@ def _worker_probe(host: str) -> Callable[[Child], bool]:
     return probe
 
 
-def _probe_celery(child: Child) -> bool:
-    # `celery inspect ping` costs a second process and a broker round trip;
-    # surviving its startup (import, broker connect) is a good enough signal.
-    return time.monotonic() - child.started_mono >= CELERY_READY_AFTER_S
+def _celery_probe(host: str) -> Callable[[Child], bool]:
+    path = home.celery_state_file(host)
+
+    def probe(child: Child) -> bool:
+        # Written from celery's worker_ready signal (see below), which fires
+        # only once the broker connection is up; merely being alive is not
+        # enough because a bad broker URL fails a few seconds into startup.
+        data = home.read_json(path)
+        return bool(data and data.get("pid") == child.pid and data.get("ready_at"))
+
+    return probe
+
+
+def _mark_celery_ready(sender: Any = None, **kwargs: Any) -> None:
+    home.write_json_atomic(
+        home.celery_state_file(settings.DISPATCH_HOST),
+        {"pid": os.getpid(), "ready_at": now_iso()},
+    )
+
+
+def _connect_celery_ready() -> None:
+    # The celery child imports this module through `--include`; connecting
+    # in any other process is harmless since worker_ready never fires there.
+    from celery.signals import worker_ready
+
+    worker_ready.connect(
+        _mark_celery_ready, weak=False, dispatch_uid="dispatch-celery-ready"
+    )
+
+
+_connect_celery_ready()
+
+
+def kombu_url(url: str) -> str:
+    """Spell a unix-socket Redis URL the way kombu and celery accept it.
+
+    redis-py and channels_redis take unix://PATH, but kombu only knows
+    redis+socket://PATH ("No such transport: unix").
+    """
+    if url.startswith("unix://"):
+        return "redis+socket://" + url.removeprefix("unix://")
+    return url
 
 
 def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
@@ -313,6 +387,10 @@ def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
         "celery",
         "-A",
         "dispatchsite",
+        "--broker",
+        kombu_url(settings.CELERY_BROKER_URL),
+        "--result-backend",
+        kombu_url(settings.CELERY_RESULT_BACKEND),
         "worker",
         "-B",
         "--pool=solo",
@@ -328,6 +406,8 @@ def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
         str(home.celerybeat_schedule_file()),
         "--without-mingle",
         "--without-gossip",
+        "--include",
+        "dispatchsite.runtime.supervisor",
     ]
     children += [
         Child(name="web", argv=web, probe=_web_probe(port), after=after),
@@ -337,7 +417,7 @@ def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
             probe=_worker_probe(host),
             after=after,
         ),
-        Child(name="celery", argv=celery, probe=_probe_celery, after=after),
+        Child(name="celery", argv=celery, probe=_celery_probe(host), after=after),
     ]
     for child in children:
         child.log = home.log_file(child.name)
@@ -437,7 +517,7 @@ class Supervisor:
             if child.proc is not None:
                 code = child.proc.poll()
                 if code is None:
-                    if child.status == STATUS_STARTING and child.probe(child):
+                    if child.status == STATUS_STARTING and self._probe(child):
                         child.status = STATUS_UP
                         child.ready_at = now_iso()
                         changed = True
@@ -461,6 +541,13 @@ class Supervisor:
         if changed or now - self._last_state_write >= STATE_REFRESH_S:
             self._refresh_app_server()
             self._write_state()
+
+    def _probe(self, child: Child) -> bool:
+        try:
+            return child.probe(child)
+        except Exception as exc:  # noqa: BLE001 - a probe must not kill us
+            self._say(f"{child.name} readiness probe failed: {exc!r}")
+            return False
 
     def _deps_up(self, child: Child) -> bool:
         by_name = {c.name: c for c in self.children}
@@ -511,6 +598,7 @@ class Supervisor:
             self._kill_group(pid, signal.SIGKILL)
         if child.name == "worker":
             self._reap_app_server(worker_pid=pid)
+        self._forget_ready_file(child.name, pid)
         tail = log_tail(child.log, offset=child.log_offset)
         self._say(f"{child.name} (pid {pid}) exited with {code} after {uptime:.1f}s")
         if self.phase == "starting":
@@ -536,12 +624,15 @@ class Supervisor:
         waiting = [c for c in self.children if c.status != STATUS_UP]
         name = waiting[0].name if waiting else "stack"
         tail = log_tail(waiting[0].log, offset=waiting[0].log_offset) if waiting else []
+        message = (
+            f"{', '.join(c.name for c in waiting)} not ready after "
+            f"{self.startup_timeout:g}s"
+        )
+        if tail:
+            message += f"; {name} said: {tail[-1]}"
         self.failure = {
             "component": name,
-            "message": (
-                f"{', '.join(c.name for c in waiting)} not ready after "
-                f"{self.startup_timeout:g}s"
-            ),
+            "message": message,
             "exit_code": None,
             "log": str(waiting[0].log) if waiting else None,
             "stderr_tail": tail,
@@ -576,26 +667,24 @@ class Supervisor:
         if record and record.get("worker_pid") == worker_pid:
             stop_verified(record["pid"], record.get("pid_start"), grace=STOP_GRACE_S)
             self.app_server = None
-        path = home.worker_state_file(self.host)
-        data = home.read_json(path)
-        if data and data.get("pid") == worker_pid:
-            home.unlink_quietly(path)
 
     # Shutdown -------------------------------------------------------------
 
     def _shutdown(self) -> None:
         self.phase = "failed" if self.failure else "stopping"
         self._write_state()
-        for child in reversed(self.children):
-            self._stop_child(child)
+        # Dependents first and together (they may still talk to Redis while
+        # they stop), then what they depend on.
+        needed = {name for child in self.children for name in child.after}
+        ordered = list(reversed(self.children))
+        self._stop_children([c for c in ordered if c.name not in needed])
+        self._stop_children([c for c in ordered if c.name in needed])
         if self.app_server:
             record = self.app_server
             stop_verified(record["pid"], record.get("pid_start"), grace=STOP_GRACE_S)
             self.app_server = None
-        worker_file = home.worker_state_file(self.host)
-        data = home.read_json(worker_file)
-        if data and not pid_alive(data.get("pid")):
-            home.unlink_quietly(worker_file)
+        for name in ("worker", "celery"):
+            self._forget_ready_file(name, None)
         if self.private_redis:
             home.unlink_quietly(home.redis_socket_path())
         if self.failure is not None:
@@ -609,31 +698,51 @@ class Supervisor:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _stop_child(self, child: Child) -> None:
-        proc = child.proc
-        if proc is None:
-            return
-        pgid = proc.pid
-        self._kill_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not group_alive(pgid):
-                break
+    def _stop_children(self, children: list[Child]) -> None:
+        """SIGTERM each group (in the given order), wait, SIGKILL stragglers."""
+        running = [(c, c.proc) for c in children if c.proc is not None]
+        began = time.monotonic()
+        for _, proc in running:
+            self._kill_group(proc.pid, signal.SIGTERM)
+        deadline = began + STOP_GRACE_S
+        waiting = list(running)
+        while waiting and time.monotonic() < deadline:
+            waiting = [
+                (c, p) for c, p in waiting if p.poll() is None or group_alive(p.pid)
+            ]
             time.sleep(0.05)
-        else:
-            self._say(f"{child.name} ignored SIGTERM for {STOP_GRACE_S:g}s; killing")
-        self._kill_group(pgid, signal.SIGKILL)
-        try:
-            proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            pass
-        if child.name == "worker":
-            self._reap_app_server(worker_pid=pgid)
-        child.last_exit = proc.returncode
-        child.status = STATUS_DOWN
-        child.proc = None
-        child.pid_token = None
+        stubborn = {child.name for child, _ in waiting}
+        for child, proc in running:
+            if child.name in stubborn:
+                self._say(f"{child.name} ignored SIGTERM for {STOP_GRACE_S:g}s")
+            # Also clears grandchildren that outlived a clean leader exit.
+            self._kill_group(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                pass
+            if child.name == "worker":
+                self._reap_app_server(worker_pid=proc.pid)
+            self._forget_ready_file(child.name, proc.pid)
+            self._say(
+                f"stopped {child.name} (pid {proc.pid}, exit {proc.returncode}) "
+                f"in {time.monotonic() - began:.1f}s"
+            )
+            child.last_exit = proc.returncode
+            child.status = STATUS_DOWN
+            child.proc = None
+            child.pid_token = None
         self._write_state()
+
+    def _forget_ready_file(self, name: str, pid: int | None) -> None:
+        """Drop a dead child's readiness file so status shows no stale pids."""
+        path = {
+            "worker": home.worker_state_file(self.host),
+            "celery": home.celery_state_file(self.host),
+        }.get(name)
+        data = home.read_json(path) if path else None
+        if path and data and (data.get("pid") == pid or not pid_alive(data.get("pid"))):
+            home.unlink_quietly(path)
 
     def _kill_group(self, pgid: int, sig: int) -> None:
         try:
@@ -675,3 +784,60 @@ class Supervisor:
         hint = f"see {failure.get('log')}; `dispatch doctor` checks the setup"
         error_type = AppServerError if component == "worker" else DispatchError
         return error_type(str(failure.get("message")), hint=hint, data=failure)
+
+
+# -- entry points ----------------------------------------------------------------
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", required=True, help="DISPATCH_HOME it serves")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT_S)
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help="print the `up` result on stdout once every component is ready",
+    )
+
+
+def run_supervisor(args: argparse.Namespace) -> None:
+    """Shared by `dispatch supervise` and `python -m` of this module."""
+    if Path(args.home) != home.home_dir():
+        raise ValidationError(
+            f"--home {args.home} is not DISPATCH_HOME ({home.home_dir()})",
+            hint="start the stack with `dispatch up`",
+        )
+
+    def announce(state: dict[str, Any]) -> None:
+        from dispatchsite.runtime.lifecycle import up_result
+
+        result = up_result("started", pid=state["pid"], state=state)
+        print(json.dumps(result, indent=2, default=str), flush=True)
+
+    Supervisor(
+        port=args.port,
+        startup_timeout=args.startup_timeout,
+        on_ready=announce if args.foreground else None,
+    ).run()
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatchsite.settings")
+    parser = argparse.ArgumentParser(prog="dispatch-supervisor")
+    parser.add_argument("command", choices=["supervise"])
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    try:
+        run_supervisor(args)
+    except DispatchError as exc:
+        print(json.dumps(exc.as_dict(), default=str), file=sys.stderr, flush=True)
+        return exc.exit_status
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the imported module's main, not this __main__ copy, so there is one
+    # set of classes and one celery signal connection.
+    from dispatchsite.runtime import supervisor as _module
+
+    sys.exit(_module.main(sys.argv[1:]))

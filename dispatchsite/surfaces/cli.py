@@ -45,6 +45,8 @@ class Node:
     # dest -> the ops that accept it (for composed spellings)
     dests: dict[str, set[str]] = field(default_factory=dict)
     choice_flags: dict[str, list[str]] = field(default_factory=dict)
+    # switch dest -> surface command run instead of the op ("watch --follow")
+    switch_commands: dict[str, SurfaceCommand] = field(default_factory=dict)
 
 
 def unwrap(annotation: Any) -> tuple[Any, bool]:
@@ -160,8 +162,19 @@ def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
                 "--no-interactive", action="store_true", help="never prompt"
             )
     for command in load_commands().values():
-        node = node_for(command.spelling.split(), command.help)
-        node.parser.set_defaults(_surface_command=command)
+        words = command.spelling.split()
+        switch = next((w for w in words if w.startswith("--")), None)
+        node = node_for([w for w in words if not w.startswith("--")], command.help)
+        if switch is None:
+            node.parser.set_defaults(_surface_command=command)
+        else:
+            # A mode of another command that is no op (e.g. a stream): the
+            # switch on that command's parser selects it.
+            dest = "_switch_command_" + switch[2:].replace("-", "_")
+            node.parser.add_argument(
+                switch, dest=dest, action="store_true", default=False, help=command.help
+            )
+            node.switch_commands[dest] = command
         command.configure(node.parser)
     return root, nodes
 
@@ -239,6 +252,9 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
         words.append(word)
         depth += 1
     node = nodes.get(tuple(words))
+    for dest, switched in (node.switch_commands if node else {}).items():
+        if getattr(args, dest, False):
+            return switched.run(args)
     if node is None or not node.ops:
         raise CliUsageError(f"dispatch {' '.join(words)}: choose a subcommand (see --help)")
     op = choose_op(node, args)

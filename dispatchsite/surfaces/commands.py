@@ -18,13 +18,16 @@ from typing import Any
 COMMAND_MODULES = (
     "dispatchsite.runtime.commands",
     "dispatchsite.surfaces.tools",
+    "dispatchsite.surfaces.mcp",
     "lanes.commands",
+    "lanes.commands_watch",
+    "lanes.commands_journal",
 )
 
 
 @dataclass(frozen=True)
 class SurfaceCommand:
-    spelling: str  # "up", "registry migrate"
+    spelling: str  # "up", "registry migrate"; "watch --follow" = a switch on `watch`
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     # Returns a JSON-able result printed on stdout, or None when the command

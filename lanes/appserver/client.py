@@ -138,10 +138,14 @@ class AppServerClient:
         await self._spawn()
         try:
             self.init_result = await self._initialize(deadline)
-            await self.notify("initialized")
+            with contextlib.suppress(AppServerClosed):
+                # An exit here is reported, with stderr, by the verdict below.
+                await self.notify("initialized")
             await self._await_config_verdict(deadline)
         except BaseException:
-            await self._shutdown(graceful_timeout=0.0, kill_timeout=2.0)
+            # Nothing worth a graceful shutdown yet, and a server that fell
+            # back to a default config is already phoning home.
+            await self._shutdown(graceful_timeout=0.0, kill_timeout=0.5)
             raise
         return self.init_result
 

@@ -13,8 +13,17 @@ Knobs (environment):
   FAKE_APPSERVER_TURN_DELAY  seconds before each agent delta (default 0), so a
                              turn can be steered or interrupted
   FAKE_APPSERVER_LOG         append every received line, as JSON, to this file
-  FAKE_APPSERVER_IGNORE_SIGTERM=1   only SIGKILL stops it
+  FAKE_APPSERVER_IGNORE_SIGTERM=1   SIGTERM does not stop it
+  FAKE_APPSERVER_IGNORE_EOF=1       stdin EOF does not stop it (hang implies it)
   FAKE_APPSERVER_MAX_GOAL_TURNS     safety cap on goal continuations (default 50)
+
+A prompt containing `[[slow:SEC]]` streams 20 deltas SEC apart (as the mock
+Responses server does), whatever FAKE_APPSERVER_TURN_DELAY says. A prompt
+containing `[[shell:CMD]]` runs CMD with /bin/sh before the reply, as a
+`commandExecution` item (item/started, item/commandExecution/outputDelta,
+item/completed with aggregatedOutput and exitCode), like codex's exec tool.
+`thread/search` and `thread/searchOccurrences` match item text and previews
+case-insensitively (codex's full-text search, approximated).
 
 Test-only methods: `fake/sleep {seconds}` answers late (an in-flight request),
 `fake/emit {method, params}` emits any notification, and
@@ -26,7 +35,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -39,6 +50,10 @@ JsonDict = dict[str, Any]
 
 INVALID_REQUEST = -32600
 TOKENS_PER_TURN = 110
+SLOW_DIRECTIVE = re.compile(r"\[\[slow:([0-9.]+)\]\]")
+SHELL_DIRECTIVE = re.compile(r"\[\[shell:(.+?)\]\]", re.DOTALL)
+SHELL_TIMEOUT = 30.0
+SEARCH_SNIPPET_CHARS = 80
 DELTA_CHUNKS = 4
 INVALID_CONFIG_SUMMARY = "Invalid configuration; using defaults."
 STATE_FILE_NAME = "fake_appserver_state.json"
@@ -53,6 +68,8 @@ KNOWN_METHODS = (
     "thread/loaded/list",
     "thread/turns/list",
     "thread/items/list",
+    "thread/search",
+    "thread/searchOccurrences",
     "thread/name/set",
     "thread/archive",
     "thread/unarchive",
@@ -100,6 +117,7 @@ class TurnRun:
         self.interrupted = threading.Event()
         self.wake = threading.Event()
         self.steers: list[tuple[str, str | None]] = []
+        self.waiting_on_approval = False
         self.pending_request_id: int | None = None
 
 
@@ -201,8 +219,8 @@ class FakeAppServer:
             if self.mode == "hang":
                 continue
             self.handle(message)
-        if self.mode == "hang":
-            while True:  # deaf to EOF as well: only a signal ends it
+        if self.mode == "hang" or os.environ.get("FAKE_APPSERVER_IGNORE_EOF") == "1":
+            while True:  # only a signal ends it
                 time.sleep(3600)
         return 0
 
@@ -214,26 +232,25 @@ class FakeAppServer:
         if "id" not in message:
             return  # client notifications (`initialized`) need no answer
         request_id = message["id"]
+        params = message.get("params") or {}
         after_reply: list[Callable[[], None]] = []
         try:
-            if "params" not in message:
+            if "params" not in message:  # 0.169 insists, even for `{}`
                 raise RpcFailure("Invalid request: missing field `params`")
-            result = self.dispatch(str(method), message["params"] or {}, after_reply)
+            result = self.dispatch(str(method), params, after_reply)
         except RpcFailure as failure:
             error = {"code": failure.code, "message": failure.message}
             self.write({"error": error, "id": request_id})
             return
         if result is _DEFERRED:
-            after_reply.clear()
-        else:
-            self.write({"id": request_id, "result": result})
+            self._answer_later(request_id, str(method), params)
+            return
+        # codex answers first, then emits the notifications the call caused.
+        self.write({"id": request_id, "result": result})
         for action in after_reply:
             action()
         if method == "initialize":
             self._after_initialize()
-        # Deferred answers own the request id (see fake/sleep).
-        if result is _DEFERRED:
-            self._deferred(request_id, message["params"] or {}, str(method))
 
     def dispatch(
         self, method: str, params: JsonDict, after_reply: list[Callable[[], None]]
@@ -241,7 +258,8 @@ class FakeAppServer:
         if method not in KNOWN_METHODS:
             expected = ", ".join(f"`{m}`" for m in KNOWN_METHODS)
             raise RpcFailure(
-                f"Invalid request: unknown variant `{method}`, expected one of {expected}"
+                f"Invalid request: unknown variant `{method}`, "
+                f"expected one of {expected}"
             )
         if method == "initialize":
             return self.initialize(params)
@@ -253,13 +271,14 @@ class FakeAppServer:
         with self.lock:
             return handler(params, after_reply)
 
-    def _deferred(self, request_id: Any, params: JsonDict, method: str) -> None:
+    def _answer_later(self, request_id: Any, method: str, params: JsonDict) -> None:
         def run() -> None:
             if method == "fake/sleep":
-                time.sleep(float(params.get("seconds", 1)))
-                self.write({"id": request_id, "result": {"slept": params.get("seconds")}})
+                seconds = float(params.get("seconds", 1))
+                time.sleep(seconds)
+                self.write({"id": request_id, "result": {"slept": seconds}})
                 return
-            slot_id, slot = self.send_server_request(
+            _, slot = self.send_server_request(
                 str(params.get("method", "fake/ask")), params.get("params") or {}
             )
             slot.answered.wait()
@@ -292,7 +311,7 @@ class FakeAppServer:
 
     def _take_client_reply(self, message: JsonDict) -> None:
         with self.lock:
-            slot = self.server_requests.pop(message.get("id"), None)  # type: ignore[arg-type]
+            slot = self.server_requests.pop(message.get("id", -1), None)
         if slot is None:
             self.stderr(f"reply to unknown server request {message.get('id')!r}")
             return
@@ -369,6 +388,8 @@ class FakeAppServer:
         }
 
     def thread(self, thread_id: Any, *, loaded: bool = False) -> JsonDict:
+        if str(thread_id) not in self.threads:
+            self._adopt_foreign_threads()
         record = self.threads.get(str(thread_id))
         if record is None or (loaded and thread_id not in self.loaded):
             raise RpcFailure(f"thread not found: {thread_id}")
@@ -378,16 +399,15 @@ class FakeAppServer:
         hidden = ("archived", "goal", "injectedItems", "tokensUsed", "turns")
         public = {k: v for k, v in record.items() if k not in hidden}
         public["status"] = self._status(record["id"])
-        public["turns"] = (
-            [dict(t, itemsView="full") for t in record["turns"]] if include_turns else []
-        )
+        turns = record["turns"] if include_turns else []
+        public["turns"] = [public_turn(t, "full") for t in turns]
         return public
 
     def _status(self, thread_id: str) -> JsonDict:
         run = self.active.get(thread_id)
         if run is None:
             return {"type": "idle"}
-        flags = ["waitingOnApproval"] if run.pending_request_id is not None else []
+        flags = ["waitingOnApproval"] if run.waiting_on_approval else []
         return {"type": "active", "activeFlags": flags}
 
     def thread_response(self, record: JsonDict, *, include_turns: bool) -> JsonDict:
@@ -429,6 +449,7 @@ class FakeAppServer:
         return {"thread": self.public_thread(record, include_turns=include)}
 
     def m_thread_list(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+        self._adopt_foreign_threads()
         archived = bool(params.get("archived"))
         key = "updatedAt" if params.get("sortKey") == "updated_at" else "createdAt"
         term = (params.get("searchTerm") or "").lower()
@@ -462,10 +483,7 @@ class FakeAppServer:
             turns.reverse()
         chunk, next_cursor = page(turns, params)
         view = params.get("itemsView") or "summary"
-        data = [
-            dict(t, itemsView=view, items=t["items"] if view == "full" else t["items"][-1:])
-            for t in chunk
-        ]
+        data = [public_turn(t, view) for t in chunk]
         return {"data": data, "nextCursor": next_cursor, "backwardsCursor": None}
 
     def m_thread_items_list(
@@ -475,7 +493,7 @@ class FakeAppServer:
         rows = [
             {
                 "turnId": turn["id"],
-                "item": item,
+                "item": public_item(item),
                 "startedAtMs": item.get("_startedAtMs"),
                 "completedAtMs": item.get("_completedAtMs"),
             }
@@ -483,14 +501,60 @@ class FakeAppServer:
             if not params.get("turnId") or turn["id"] == params["turnId"]
             for item in turn["items"]
         ]
-        for row in rows:
-            row["item"] = {k: v for k, v in row["item"].items() if not k.startswith("_")}
         if params.get("sortDirection", "desc") != "asc":
             rows.reverse()
         chunk, next_cursor = page(rows, params)
         return {"data": chunk, "nextCursor": next_cursor, "backwardsCursor": None}
 
-    def m_thread_name_set(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+    def _search_hits(self, record: JsonDict, term: str) -> list[JsonDict]:
+        hits = []
+        for turn in record["turns"]:
+            for item in turn["items"]:
+                text = item_search_text(item)
+                at = text.lower().find(term)
+                if at >= 0:
+                    start = max(0, at - SEARCH_SNIPPET_CHARS // 2)
+                    snippet = text[start : start + SEARCH_SNIPPET_CHARS]
+                    hits.append({
+                        "turnId": turn["id"],
+                        "itemId": item["id"],
+                        "snippet": ("..." if start else "") + snippet,
+                        "snippetMatchRange": {
+                            "start": at - start,
+                            "end": at - start + len(term),
+                        },
+                    })
+        return hits
+
+    def m_thread_search(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+        term = str(require(params, "searchTerm")).lower()
+        archived = bool(params.get("archived"))
+        self._adopt_foreign_threads()
+        rows = []
+        for record in sorted(
+            self.threads.values(), key=lambda t: t["updatedAt"], reverse=True
+        ):
+            if record["ephemeral"] or record["archived"] != archived:
+                continue
+            hits = self._search_hits(record, term)
+            if hits or term in (record["preview"] + (record["name"] or "")).lower():
+                rows.append({
+                    "thread": self.public_thread(record, include_turns=False),
+                    "snippet": hits[0]["snippet"] if hits else record["preview"],
+                })
+        chunk, next_cursor = page(rows, params)
+        return {"data": chunk, "nextCursor": next_cursor, "backwardsCursor": None}
+
+    def m_thread_searchOccurrences(  # noqa: N802 (the method's wire name)
+        self, params: JsonDict, after: list[Callable[[], None]]
+    ) -> Any:
+        record = self.thread(require(params, "threadId"))
+        term = str(require(params, "searchTerm")).lower()
+        return {"data": self._search_hits(record, term), "nextCursor": None}
+
+    def m_thread_name_set(
+        self, params: JsonDict, after: list[Callable[[], None]]
+    ) -> Any:
         record = self.thread(require(params, "threadId"))
         record["name"] = str(require(params, "name"))
         record["updatedAt"] = now_s()
@@ -499,7 +563,9 @@ class FakeAppServer:
         after.append(lambda: self.emit("thread/name/updated", update))
         return {}
 
-    def m_thread_archive(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+    def m_thread_archive(
+        self, params: JsonDict, after: list[Callable[[], None]]
+    ) -> Any:
         record = self.thread(require(params, "threadId"))
         record["archived"] = True
         self.loaded.discard(record["id"])
@@ -520,7 +586,9 @@ class FakeAppServer:
         source = self.thread(require(params, "threadId"))
         exclude = bool(params.get("excludeTurns"))
         if params.get("ephemeral") and not exclude:
-            raise RpcFailure("ephemeral paginated thread/fork requires 'excludeTurns: true'")
+            raise RpcFailure(
+                "ephemeral paginated thread/fork requires 'excludeTurns: true'"
+            )
         record = self.new_thread(
             {"cwd": source["cwd"], "model": source["model"], **params}
         )
@@ -560,10 +628,14 @@ class FakeAppServer:
 
     # -- goals -----------------------------------------------------------------
 
-    def m_thread_goal_get(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+    def m_thread_goal_get(
+        self, params: JsonDict, after: list[Callable[[], None]]
+    ) -> Any:
         return {"goal": self.thread(require(params, "threadId"))["goal"]}
 
-    def m_thread_goal_set(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+    def m_thread_goal_set(
+        self, params: JsonDict, after: list[Callable[[], None]]
+    ) -> Any:
         record = self.thread(require(params, "threadId"), loaded=True)
         if record["ephemeral"]:
             raise RpcFailure(f"ephemeral thread does not support goals: {record['id']}")
@@ -581,11 +653,12 @@ class FakeAppServer:
                 "updatedAt": stamp,
             }
             self.goal_turns_run[record["id"]] = 0
+        was_limited = goal["status"] == "budgetLimited"
         for field in ("objective", "status", "tokenBudget"):
             if field in params:
                 goal[field] = params[field]
-        if goal["status"] == "paused" and goal.get("_was") == "budgetLimited":
-            goal["status"] = "budgetLimited"
+        if was_limited and goal["status"] == "paused":
+            goal["status"] = "budgetLimited"  # what 0.169 did
         goal["updatedAt"] = stamp
         record["goal"] = goal
         self._save_state()
@@ -601,7 +674,9 @@ class FakeAppServer:
         record = self.thread(require(params, "threadId"))
         record["goal"] = None
         self._save_state()
-        after.append(lambda: self.emit("thread/goal/cleared", {"threadId": record["id"]}))
+        after.append(
+            lambda: self.emit("thread/goal/cleared", {"threadId": record["id"]})
+        )
         return {"cleared": True}
 
     def _maybe_continue_goal(self, thread_id: str) -> None:
@@ -629,9 +704,10 @@ class FakeAppServer:
     # -- turns -----------------------------------------------------------------
 
     def _new_run(self, record: JsonDict, *, goal_turn: bool) -> TurnRun:
-        turn = {
-            "id": str(uuid.uuid4()),
-            "rootTurnId": None,
+        turn_id = str(uuid.uuid4())
+        turn: JsonDict = {
+            "id": turn_id,
+            "rootTurnId": turn_id,
             "items": [],
             "itemsView": "notLoaded",
             "status": "inProgress",
@@ -640,7 +716,6 @@ class FakeAppServer:
             "completedAt": None,
             "durationMs": None,
         }
-        turn["rootTurnId"] = turn["id"]
         run = TurnRun(record["id"], turn, goal_turn=goal_turn)
         self.active[record["id"]] = run
         return run
@@ -656,13 +731,13 @@ class FakeAppServer:
         if run is not None:
             # codex treats turn/start on a busy thread as a steer.
             self._steer(run, text, client_id)
-            return {"turn": self._turn_view(run.turn)}
+            return {"turn": turn_header(run.turn)}
         if not record["preview"]:
             record["preview"] = text[:200]
         run = self._new_run(record, goal_turn=False)
         run.steers.append((text, client_id))
         after.append(lambda: self._start_thread(self._run_turn, run))
-        return {"turn": self._turn_view(run.turn)}
+        return {"turn": turn_header(run.turn)}
 
     def m_turn_steer(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
         thread_id = require(params, "threadId")
@@ -678,7 +753,9 @@ class FakeAppServer:
         self._steer(run, text, params.get("clientUserMessageId"))
         return {"turnId": run.turn["id"]}
 
-    def m_turn_interrupt(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
+    def m_turn_interrupt(
+        self, params: JsonDict, after: list[Callable[[], None]]
+    ) -> Any:
         thread_id = require(params, "threadId")
         turn_id = require(params, "turnId")
         run = self.active.get(thread_id)
@@ -692,15 +769,12 @@ class FakeAppServer:
         run.steers.append((text, client_id))
         run.wake.set()
 
-    def _turn_view(self, turn: JsonDict) -> JsonDict:
-        return {k: v for k, v in turn.items() if k != "items"} | {"items": []}
-
     def _run_turn(self, run: TurnRun) -> None:
         thread_id = run.thread_id
-        turn_id = run.turn["id"]
         with self.lock:
             self.emit("thread/status/changed", self._status_params(thread_id))
-            self.emit("turn/started", {"threadId": thread_id, "turn": self._turn_view(run.turn)})
+            started = {"threadId": thread_id, "turn": turn_header(run.turn)}
+            self.emit("turn/started", started)
         if run.goal_turn:
             with self.lock:
                 objective = self.threads[thread_id]["goal"]["objective"]
@@ -717,9 +791,12 @@ class FakeAppServer:
                 break
             if run.interrupted.is_set():
                 break
+            shell = SHELL_DIRECTIVE.search(text)
+            if shell:
+                self._run_shell(run, shell.group(1).strip())
             self._stream_reply(run, text)
-        self._finish_turn(run, "interrupted" if run.interrupted.is_set() else "completed")
-        del turn_id
+        interrupted = run.interrupted.is_set()
+        self._finish_turn(run, "interrupted" if interrupted else "completed")
 
     def _user_message(self, run: TurnRun, text: str, client_id: str | None) -> None:
         item = {
@@ -733,27 +810,78 @@ class FakeAppServer:
             self._item_completed(run, item)
 
     def _stream_reply(self, run: TurnRun, prompt: str) -> None:
+        run.wake.clear()
         with self.lock:
             self.reply_counter += 1
             reply = f"fake reply #{self.reply_counter} to: {prompt}"
-            item = {"type": "agentMessage", "id": f"msg_fake_{self.reply_counter}", "text": "", "phase": None}
+            item_id = f"msg_fake_{self.reply_counter}"
+            item = {"type": "agentMessage", "id": item_id, "text": "", "phase": None}
             self._item_started(run, item)
-        size = max(1, -(-len(reply) // DELTA_CHUNKS))
+        chunks, delay = DELTA_CHUNKS, self.turn_delay
+        slow = SLOW_DIRECTIVE.search(prompt)
+        if slow:  # same directive as the mock Responses server: 20 deltas
+            chunks, delay = 20, float(slow.group(1))
+        size = max(1, -(-len(reply) // chunks))
         for offset in range(0, len(reply), size):
-            if self.turn_delay:
-                run.wake.wait(self.turn_delay)
+            if delay:
+                run.wake.wait(delay)
             with self.lock:
                 if run.interrupted.is_set() or run.steers:
-                    # Like codex: the preempted message never completes.
-                    run.wake.clear()
-                    return
-            delta = reply[offset : offset + size]
-            self.emit(
-                "item/agentMessage/delta",
-                {"threadId": run.thread_id, "turnId": run.turn["id"], "itemId": item["id"], "delta": delta},
-            )
+                    return  # like codex: a preempted message never completes
+                delta = {
+                    "threadId": run.thread_id,
+                    "turnId": run.turn["id"],
+                    "itemId": item_id,
+                    "delta": reply[offset : offset + size],
+                }
+                self.emit("item/agentMessage/delta", delta)
         with self.lock:
             self._item_completed(run, dict(item, text=reply))
+
+    def _run_shell(self, run: TurnRun, command: str) -> None:
+        """`[[shell:CMD]]`: a commandExecution item, as codex's exec tool emits."""
+        cwd = self.threads[run.thread_id]["cwd"]
+        item = {
+            "type": "commandExecution",
+            "id": f"call_fake_{uuid.uuid4().hex[:8]}",
+            "command": f"/bin/sh -c {command!r}",
+            "cwd": cwd,
+            "processId": None,
+            "source": "unifiedExecStartup",
+            "status": "inProgress",
+            "commandActions": [{"type": "unknown", "command": command}],
+            "aggregatedOutput": None,
+            "exitCode": None,
+            "durationMs": None,
+        }
+        with self.lock:
+            self._item_started(run, item)
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                ["/bin/sh", "-c", command], capture_output=True, text=True,
+                timeout=SHELL_TIMEOUT, cwd=cwd if os.path.isdir(cwd or "") else None,
+            )
+            output, code = done.stdout + done.stderr, done.returncode
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            output, code = f"{exc}\n", -1
+        with self.lock:
+            if output:
+                delta = {
+                    "threadId": run.thread_id,
+                    "turnId": run.turn["id"],
+                    "itemId": item["id"],
+                    "delta": output,
+                }
+                self.emit("item/commandExecution/outputDelta", delta)
+            finished = dict(
+                item,
+                status="completed" if code == 0 else "failed",
+                exitCode=code,
+                aggregatedOutput=output,
+                durationMs=int((time.monotonic() - started) * 1000),
+            )
+            self._item_completed(run, finished)
 
     def _ask_approval(self, run: TurnRun) -> bool:
         """One command approval per turn; False if the turn was interrupted."""
@@ -767,7 +895,7 @@ class FakeAppServer:
             "aggregatedOutput": None,
         }
         with self.lock:
-            run.pending_request_id = -1  # marks waitingOnApproval for _status
+            run.waiting_on_approval = True
             self.emit("thread/status/changed", self._status_params(run.thread_id))
             self._item_started(run, item)
         request_id, slot = self.send_server_request(
@@ -789,6 +917,7 @@ class FakeAppServer:
                 return False  # serverRequest/resolved follows turn/completed
         resolved = {"threadId": run.thread_id, "requestId": request_id}
         with self.lock:
+            run.waiting_on_approval = False
             run.pending_request_id = None
             self.emit("serverRequest/resolved", resolved)
             self.emit("thread/status/changed", self._status_params(run.thread_id))
@@ -814,7 +943,8 @@ class FakeAppServer:
     def _run_compaction(self, run: TurnRun) -> None:
         with self.lock:
             self.emit("thread/status/changed", self._status_params(run.thread_id))
-            self.emit("turn/started", {"threadId": run.thread_id, "turn": self._turn_view(run.turn)})
+            started = {"threadId": run.thread_id, "turn": turn_header(run.turn)}
+            self.emit("turn/started", started)
             item = {"type": "contextCompaction", "id": str(uuid.uuid4())}
             self._item_started(run, item)
         if self.turn_delay:
@@ -823,41 +953,58 @@ class FakeAppServer:
             self._item_completed(run, item)
         self._finish_turn(run, "completed", count_tokens=False)
 
-    def _finish_turn(self, run: TurnRun, status: str, *, count_tokens: bool = True) -> None:
+    def _finish_turn(
+        self, run: TurnRun, status: str, *, count_tokens: bool = True
+    ) -> None:
         thread_id = run.thread_id
         turn = run.turn
         with self.lock:
             record = self.threads[thread_id]
             if count_tokens:
-                record["tokensUsed"] += TOKENS_PER_TURN
-                last = {"totalTokens": TOKENS_PER_TURN, "inputTokens": 100, "cachedInputTokens": 0, "outputTokens": 10, "reasoningOutputTokens": 0}
-                total = dict(last, totalTokens=record["tokensUsed"])
-                self.emit(
-                    "thread/tokenUsage/updated",
-                    {"threadId": thread_id, "turnId": turn["id"], "tokenUsage": {"total": total, "last": last, "modelContextWindow": 121600}},
-                )
-                goal = record["goal"]
-                if run.goal_turn and goal is not None:
-                    goal["tokensUsed"] += TOKENS_PER_TURN
-                    goal["timeUsedSeconds"] += int(time.monotonic() - run.started_monotonic)
-                    goal["updatedAt"] = now_s()
-                    self.emit("thread/goal/updated", {"threadId": thread_id, "turnId": turn["id"], "goal": dict(goal)})
+                self._account_tokens(run, record)
             turn["status"] = status
             turn["completedAt"] = now_s()
             turn["durationMs"] = int((time.monotonic() - run.started_monotonic) * 1000)
             record["turns"].append(turn)
             record["updatedAt"] = now_s()
-            pending_request = run.pending_request_id
             del self.active[thread_id]
             self._save_state()
-            self.emit("thread/status/changed", {"threadId": thread_id, "status": {"type": "idle"}})
-            finals = [i for i in turn["items"] if i["type"] == "agentMessage"][-1:]
-            summary = dict(self._turn_view(turn), items=[_public_item(i) for i in finals], itemsView="summary")
-            self.emit("turn/completed", {"threadId": thread_id, "turn": summary})
-            if pending_request is not None and pending_request >= 0:
-                self.emit("serverRequest/resolved", {"threadId": thread_id, "requestId": pending_request})
+            idle = {"threadId": thread_id, "status": {"type": "idle"}}
+            self.emit("thread/status/changed", idle)
+            completed = {"threadId": thread_id, "turn": public_turn(turn, "summary")}
+            self.emit("turn/completed", completed)
+            if run.pending_request_id is not None:
+                # An approval left unanswered by an interrupt is resolved last.
+                resolved = {"threadId": thread_id, "requestId": run.pending_request_id}
+                self.emit("serverRequest/resolved", resolved)
         if status == "completed":
             self._maybe_continue_goal(thread_id)
+
+    def _account_tokens(self, run: TurnRun, record: JsonDict) -> None:
+        record["tokensUsed"] += TOKENS_PER_TURN
+        last = {
+            "totalTokens": TOKENS_PER_TURN,
+            "inputTokens": 100,
+            "cachedInputTokens": 0,
+            "outputTokens": 10,
+            "reasoningOutputTokens": 0,
+        }
+        usage = {
+            "total": dict(last, totalTokens=record["tokensUsed"]),
+            "last": last,
+            "modelContextWindow": 121600,
+        }
+        self.emit(
+            "thread/tokenUsage/updated",
+            {"threadId": run.thread_id, "turnId": run.turn["id"], "tokenUsage": usage},
+        )
+        goal = record["goal"]
+        if run.goal_turn and goal is not None:
+            goal["tokensUsed"] += TOKENS_PER_TURN
+            goal["timeUsedSeconds"] += int(time.monotonic() - run.started_monotonic)
+            goal["updatedAt"] = now_s()
+            update = {"threadId": run.thread_id, "turnId": run.turn["id"]}
+            self.emit("thread/goal/updated", update | {"goal": dict(goal)})
 
     def _status_params(self, thread_id: str) -> JsonDict:
         return {"threadId": thread_id, "status": self._status(thread_id)}
@@ -865,7 +1012,7 @@ class FakeAppServer:
     def _item_started(self, run: TurnRun, item: JsonDict) -> None:
         item["_startedAtMs"] = now_ms()
         run.turn["items"].append(item)
-        self.emit("item/started", {"item": _public_item(item), "threadId": run.thread_id, "turnId": run.turn["id"]})
+        self._emit_item("item/started", run, item)
 
     def _item_completed(self, run: TurnRun, item: JsonDict) -> None:
         item["_completedAtMs"] = now_ms()
@@ -873,7 +1020,11 @@ class FakeAppServer:
         for index, existing in enumerate(items):
             if existing["id"] == item["id"]:
                 items[index] = item
-        self.emit("item/completed", {"item": _public_item(item), "threadId": run.thread_id, "turnId": run.turn["id"]})
+        self._emit_item("item/completed", run, item)
+
+    def _emit_item(self, method: str, run: TurnRun, item: JsonDict) -> None:
+        params = {"threadId": run.thread_id, "turnId": run.turn["id"]}
+        self.emit(method, params | {"item": public_item(item)})
 
     # -- misc ------------------------------------------------------------------
 
@@ -930,13 +1081,31 @@ class FakeAppServer:
         self.threads = stored.get("threads", {})
         self.reply_counter = int(stored.get("replyCounter", 0))
 
+    def _adopt_foreign_threads(self) -> None:
+        """Threads another app-server wrote to the same CODEX_HOME.
+
+        Like codex's shared state DB: a second process on one CODEX_HOME
+        sees the first one's threads (thread/read, thread/list), not its
+        live events.
+        """
+        path = self._state_path()
+        if path is None or not path.exists():
+            return
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        for thread_id, record in (stored.get("threads") or {}).items():
+            self.threads.setdefault(thread_id, record)
+
     def _save_state(self) -> None:
         path = self._state_path()
         if path is None or not path.parent.is_dir():
             return
+        self._adopt_foreign_threads()  # never drop another process's threads
         durable = {k: v for k, v in self.threads.items() if not v["ephemeral"]}
         payload = {"threads": durable, "replyCounter": self.reply_counter}
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(payload), encoding="utf-8")
         os.replace(temporary, path)
 
@@ -948,8 +1117,30 @@ class _Deferred:
 _DEFERRED = _Deferred()
 
 
-def _public_item(item: JsonDict) -> JsonDict:
+def public_item(item: JsonDict) -> JsonDict:
     return {k: v for k, v in item.items() if not k.startswith("_")}
+
+
+def item_search_text(item: JsonDict) -> str:
+    parts = [item.get("text"), item.get("command"), item.get("aggregatedOutput")]
+    for part in item.get("content") or []:
+        if isinstance(part, dict):
+            parts.append(part.get("text"))
+    return "\n".join(str(p) for p in parts if isinstance(p, str) and p)
+
+
+def turn_header(turn: JsonDict) -> JsonDict:
+    """A turn as turn/start and turn/started show it: items not loaded."""
+    return dict(turn, items=[], itemsView="notLoaded")
+
+
+def public_turn(turn: JsonDict, items_view: str) -> JsonDict:
+    items = [public_item(i) for i in turn["items"]]
+    if items_view == "summary":  # codex keeps only the final agent message
+        items = [i for i in items if i["type"] == "agentMessage"][-1:]
+    elif items_view == "notLoaded":
+        items = []
+    return dict(turn, items=items, itemsView=items_view)
 
 
 def main(argv: list[str]) -> int:

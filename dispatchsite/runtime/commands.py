@@ -1,0 +1,108 @@
+"""CLI verbs that manage the local installation: up, down, doctor, migrate.
+
+`--json` is added to every command by the CLI itself; output is always JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from dispatchsite.runtime.lifecycle import DEFAULT_PORT, stack_down, stack_up
+from dispatchsite.runtime.supervisor import configure_parser as configure_supervisor
+from dispatchsite.runtime.supervisor import run_supervisor
+from dispatchsite.surfaces.commands import register_command
+
+
+def _configure_up(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--foreground",
+        action="store_true",
+        help="supervise in this process instead of detaching (for systemd)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"web port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+
+
+@register_command(
+    "up",
+    help="start redis, web, worker and celery under a supervisor",
+    configure=_configure_up,
+    needs_db=False,
+)
+def up(args: argparse.Namespace) -> dict[str, Any]:
+    return stack_up(port=args.port, foreground=args.foreground)
+
+
+@register_command("down", help="stop everything `dispatch up` started", needs_db=False)
+def down(args: argparse.Namespace) -> dict[str, Any]:
+    return stack_down()
+
+
+@register_command(
+    "supervise",
+    help="internal: the supervisor process behind `dispatch up`",
+    configure=configure_supervisor,
+    needs_db=False,
+)
+def supervise(args: argparse.Namespace) -> None:
+    run_supervisor(args)
+
+
+def _configure_doctor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-app-server",
+        action="store_true",
+        help="skip the initialize smoke against a throwaway app-server",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="app-server smoke timeout (s)"
+    )
+
+
+@register_command(
+    "doctor",
+    help="check codex, DISPATCH_HOME, the database, redis and the daemon",
+    configure=_configure_doctor,
+    needs_db=False,
+)
+def doctor(args: argparse.Namespace) -> dict[str, Any]:
+    from dispatchsite.runtime.doctor import run_doctor
+
+    report = run_doctor(app_server=not args.no_app_server, timeout=args.timeout)
+    if report["status"] == "fail":
+        # The report is the useful output even on failure, so it goes to
+        # stdout like a success and only the exit status differs.
+        print(json.dumps(report, indent=2, default=str))
+        sys.stdout.flush()
+        raise SystemExit(8)
+    return report
+
+
+def _configure_migrate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-backup", action="store_true", help="skip the SQLite backup"
+    )
+    parser.add_argument(
+        "--allow-running",
+        action="store_true",
+        help="migrate even while the daemon runs",
+    )
+
+
+@register_command(
+    "registry migrate",
+    help="apply database migrations after a timestamped backup",
+    configure=_configure_migrate,
+    needs_db=False,
+)
+def registry_migrate(args: argparse.Namespace) -> dict[str, Any]:
+    from dispatchsite.runtime.migrate import registry_migrate as migrate
+
+    return migrate(backup=not args.no_backup, allow_running=args.allow_running)

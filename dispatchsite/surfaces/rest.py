@@ -1,0 +1,285 @@
+"""The REST surface: one ninja route per op, generated from the op registry.
+
+`op.http = (METHOD, "/path/{field}")`: `{field}` segments are input fields;
+for GET the other fields come from the query string, for POST/PUT/PATCH/
+DELETE from a JSON object body. Fields marked INTERNAL never appear; the
+calling Codex thread (for `send --intro`) travels in the
+`X-Dispatch-Caller-Thread-Id` header instead.
+
+Destroy ops take no confirmation parameter over REST: the explicit method
+and path are the confirmation, as MCP's `destructiveHint` leaves prompting
+to the client. Their OpenAPI operations say so and carry
+`x-dispatch-intent: destroy`.
+
+`POST /ops/{op_id}` runs any op with its input as the JSON body; the MCP
+adapter uses it so that it needs no per-op route knowledge.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Body, Path, Query, Router, Schema
+from pydantic import BaseModel, ConfigDict, create_model
+
+from dispatchsite.errors import ValidationError
+from dispatchsite.ops import Op, OpContext, execute, internal_fields, load_ops
+
+CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+PATH_FIELD = re.compile(r"{(\w+)}")
+
+# Views are sync on purpose: under ASGI, Django runs each request's sync code
+# in a thread of its own (asgiref ThreadSensitiveContext), so an op blocked on
+# the worker (turn/start, a watch long poll) stalls nobody else, and auth and
+# the op share one thread and one DB connection.
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    exit_status: int
+    hint: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+class HealthOut(Schema):
+    ok: bool
+    version: str
+
+
+ERROR_STATUSES = (400, 401, 403, 404, 409, 500, 501, 502)
+
+
+def json_response(data: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(data, ensure_ascii=False, default=str),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def op_context(request: HttpRequest) -> OpContext:
+    token = getattr(request, "auth", None)
+    return OpContext(
+        surface="rest",
+        caller_thread_id=request.headers.get(CALLER_HEADER) or None,
+        actor=f"token:{token.name}" if token is not None else "",
+    )
+
+
+def camel(op_id: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[-_ ]", op_id))
+
+
+def sub_model(
+    name: str, fields: dict[str, Any], *, forbid_extra: bool
+) -> type[BaseModel]:
+    config = ConfigDict(extra="forbid" if forbid_extra else "ignore")
+    definitions: dict[str, Any] = {
+        field: (info.annotation, copy.copy(info)) for field, info in fields.items()
+    }
+    return create_model(name, __config__=config, **definitions)
+
+
+def route_path(op: Op) -> str:
+    return op.http[1]
+
+
+def path_sort_key(op: Op) -> tuple[tuple[int, str], ...]:
+    # Django matches URL patterns in order: literal segments must come before
+    # `{field}` ones, or `/lanes/{lane}` would swallow `/lanes/unmanaged`.
+    return tuple(
+        (1, "") if PATH_FIELD.fullmatch(seg) else (0, seg)
+        for seg in route_path(op).strip("/").split("/")
+    )
+
+
+def description(op: Op) -> str:
+    lines = [op.summary + ".", ""]
+    lines.append(
+        f"Intent: {op.intent}; idempotent: {'yes' if op.idempotent else 'no'}."
+    )
+    lines.append(
+        f"CLI: `dispatch {op.cli}`; MCP: `{op.mcp_tool}` action `{op.mcp_action}`."
+    )
+    if op.intent == "destroy":
+        lines.append(
+            "Destructive. No confirmation parameter: sending this request is the "
+            "confirmation (the CLI prompts or needs --yes; MCP marks it "
+            "destructiveHint)."
+        )
+    return "\n".join(lines)
+
+
+def make_view(op: Op) -> Callable[..., HttpResponse]:
+    """A ninja view whose signature carries the op's input parts."""
+    method, path = op.http
+    hidden = internal_fields(op.input)
+    public = {n: f for n, f in op.input.model_fields.items() if n not in hidden}
+    in_path = PATH_FIELD.findall(path)
+    unknown = [n for n in in_path if n not in public]
+    if unknown:
+        raise RuntimeError(f"op {op.id}: path {path!r} names unknown fields {unknown}")
+    rest = {n: f for n, f in public.items() if n not in in_path}
+    base = camel(op.id)
+    params = [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+    def add(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> None:
+        params.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=annotation,
+                default=default,
+            )
+        )
+
+    if in_path:
+        model = sub_model(
+            f"{base}Path", {n: public[n] for n in in_path}, forbid_extra=False
+        )
+        add("path_", Path[model])  # type: ignore[valid-type,misc]
+    if rest and method.upper() in BODY_METHODS:
+        model = sub_model(f"{base}Body", rest, forbid_extra=True)
+        optional = all(not f.is_required() for f in rest.values())
+        required = inspect.Parameter.empty
+        add("body_", Body[model], None if optional else required)  # type: ignore[valid-type,misc]
+    elif rest:
+        model = sub_model(f"{base}Query", rest, forbid_extra=False)
+        add("query_", Query[model])  # type: ignore[valid-type,misc]
+
+    op_id = op.id
+
+    def view(request: HttpRequest, **parts: BaseModel | None) -> HttpResponse:
+        merged: dict[str, Any] = {}
+        for part in parts.values():
+            if part is not None:
+                merged.update(part.model_dump(exclude_unset=True))
+        return json_response(execute(op_id, merged, op_context(request)))
+
+    view.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    view.__name__ = f"op_{op.id.replace('-', '_')}"
+    view.__doc__ = op.summary
+    return view
+
+
+def generic_params(op: Op, body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValidationError(
+            f"the body of POST /ops/{op.id} must be a JSON object of its input",
+            hint=f"see `dispatch schema {op.id}`",
+        )
+    internal = sorted(internal_fields(op.input) & body.keys())
+    if internal:
+        raise ValidationError(
+            f"{', '.join(internal)}: internal field(s) cannot be sent",
+            hint=f"send the calling thread in the {CALLER_HEADER} header",
+        )
+    return body
+
+
+def run_any_op(request: HttpRequest, op_id: str) -> HttpResponse:
+    """Run any op; the JSON body is its input (see its input schema)."""
+    op = load_ops().get(op_id)
+    if op is None:
+        from dispatchsite.errors import NotFoundError
+
+        raise NotFoundError(f"unknown op {op_id!r}", hint="see GET /api/v1/ops")
+    try:
+        body = json.loads(request.body) if request.body else None
+    except ValueError as exc:
+        raise ValidationError(f"the request body is not JSON: {exc}") from None
+    params = generic_params(op, body)
+    return json_response(execute(op.id, params, op_context(request)))
+
+
+def list_ops(request: HttpRequest) -> HttpResponse:
+    """The op table: id, intent, CLI spelling, HTTP route and MCP tool/action."""
+    rows = [
+        {
+            "id": op.id,
+            "summary": op.summary,
+            "intent": op.intent,
+            "idempotent": op.idempotent,
+            "cli": op.cli,
+            "http": {"method": op.http[0].upper(), "path": "/api/v1" + op.http[1]}
+            if op.http[1]
+            else None,
+            "mcp": {"tool": op.mcp_tool, "action": op.mcp_action},
+        }
+        for op in load_ops().values()
+    ]
+    return json_response({"ops": rows})
+
+
+def build_router(version: str) -> Router:
+    """One route per op with an HTTP path, plus /health, /ops and /ops/{id}."""
+    api = Router()
+    errors = dict.fromkeys(ERROR_STATUSES, ErrorOut)
+
+    def health(request: HttpRequest) -> HttpResponse:
+        """Liveness; needs no token."""
+        return json_response({"ok": True, "version": version})
+
+    api.add_api_operation(
+        "/health",
+        ["GET"],
+        health,
+        auth=None,
+        response={200: HealthOut},
+        operation_id="health",
+        tags=["meta"],
+    )
+    api.add_api_operation(
+        "/ops",
+        ["GET"],
+        list_ops,
+        response={200: dict[str, Any], 401: ErrorOut},
+        operation_id="ops_list",
+        tags=["meta"],
+    )
+    api.add_api_operation(
+        "/ops/{op_id}",
+        ["POST"],
+        run_any_op,
+        response={200: dict[str, Any], **errors},
+        operation_id="ops_run",
+        tags=["meta"],
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "required": False,
+            }
+        },
+    )
+    routed = [op for op in load_ops().values() if route_path(op)]
+    for op in sorted(routed, key=path_sort_key):
+        api.add_api_operation(
+            route_path(op),
+            [op.http[0].upper()],
+            make_view(op),
+            response={200: op.output, **errors},
+            operation_id=op.id.replace("-", "_"),
+            summary=op.summary,
+            description=description(op),
+            tags=[route_path(op).strip("/").split("/")[0]],
+            openapi_extra={
+                "x-dispatch-op": op.id,
+                "x-dispatch-intent": op.intent,
+                "x-dispatch-idempotent": op.idempotent,
+            },
+        )
+    return api

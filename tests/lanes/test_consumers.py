@@ -1,0 +1,271 @@
+"""The lane events websocket: replay, live, gap refill, bounded buffer, auth.
+
+Events are recorded the way the worker records them (journal_write_batch)
+and published with the worker's own `publish`, over the in-memory layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from dispatchsite.asgi import application
+from lanes import consumers, worker
+from lanes.journal import JournalResult, SeqCounter, journal_write_batch
+from lanes.models import Lane
+from lanes.services import lane_register
+from lanes.tokens import api_token_create
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+THREAD = "thread-alpha"
+FRAME_KEYS = {"seq", "method", "params", "request_id", "turn_id", "item_id", "received_at"}
+
+
+class Journal:
+    """Records and publishes events exactly as the worker does."""
+
+    def __init__(self) -> None:
+        self.counter = SeqCounter()
+        self.worker = worker.Worker(host="testhost")
+
+    async def record(self, *deltas: str, thread_id: str = THREAD) -> JournalResult:
+        messages = [
+            {
+                "method": "item/agentMessage/delta",
+                "params": {"threadId": thread_id, "turnId": "turn-1", "itemId": "msg-1",
+                           "delta": delta},
+            }
+            for delta in deltas
+        ]
+        return await sync_to_async(journal_write_batch)(messages, self.counter)
+
+    async def publish(self, result: JournalResult) -> None:
+        await self.worker.publish(result.frames)
+
+    async def record_and_publish(self, *deltas: str) -> JournalResult:
+        result = await self.record(*deltas)
+        await self.publish(result)
+        return result
+
+
+@pytest.fixture(autouse=True)
+def serialized_db(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The in-memory test database locks tables across connections; share one
+    # thread with the test's own writes (production reads WAL concurrently).
+    monkeypatch.setattr(consumers, "THREAD_SENSITIVE", True)
+
+
+@pytest.fixture
+def lane() -> Lane:
+    return lane_register(
+        thread_id=THREAD, title="alpha", source="own", cwd="/srv/alpha", host="testhost"
+    )
+
+
+@pytest.fixture
+def token() -> str:
+    _token, raw = api_token_create(name="ws-test")
+    return raw
+
+
+@pytest.fixture
+def journal() -> Journal:
+    return Journal()
+
+
+@pytest_asyncio.fixture
+async def connect(token: str) -> AsyncIterator[Any]:
+    opened: list[WebsocketCommunicator] = []
+
+    async def open_socket(
+        path: str = f"/ws/lanes/{THREAD}/events",
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> WebsocketCommunicator:
+        if headers is None:
+            headers = [(b"authorization", f"Bearer {token}".encode())]
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        opened.append(communicator)
+        return communicator
+
+    yield open_socket
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+async def receive_seqs(communicator: WebsocketCommunicator, count: int) -> list[int]:
+    frames = [await communicator.receive_json_from(timeout=3) for _ in range(count)]
+    assert all(set(f) == FRAME_KEYS for f in frames), frames
+    return [f["seq"] for f in frames]
+
+
+async def close_code(communicator: WebsocketCommunicator) -> int:
+    message = await communicator.receive_output(timeout=3)
+    assert message["type"] == "websocket.close", message
+    return int(message["code"])
+
+
+async def test_it_replays_the_journal_after_a_seq(
+    lane: Lane, journal: Journal, connect: Any
+) -> None:
+    await journal.record("a", "b", "c", "d", "e")
+    socket = await connect(f"/ws/lanes/{lane.ref}/events?after=2")
+    first = await socket.receive_json_from(timeout=3)
+    assert first["method"] == "item/agentMessage/delta"
+    assert first["params"]["delta"] == "c" and first["turn_id"] == "turn-1"
+    assert [first["seq"], *await receive_seqs(socket, 2)] == [3, 4, 5]
+    assert await socket.receive_nothing(timeout=0.3)
+
+
+async def test_it_streams_live_after_the_replay_without_gap_or_duplicate(
+    lane: Lane, journal: Journal, connect: Any
+) -> None:
+    replayed = await journal.record("a", "b", "c")
+    socket = await connect()
+    # Overlaps the replay: an old batch published late must not repeat.
+    await journal.publish(replayed)
+    await journal.record_and_publish("d", "e")
+    await journal.record_and_publish("f")
+    assert await receive_seqs(socket, 6) == [1, 2, 3, 4, 5, 6]
+    assert await socket.receive_nothing(timeout=0.3)
+
+
+async def test_it_starts_at_the_end_with_after_latest(
+    lane: Lane, journal: Journal, connect: Any
+) -> None:
+    await journal.record("a", "b")
+    socket = await connect(f"/ws/lanes/{THREAD}/events?after=latest")
+    await journal.record_and_publish("c")
+    assert await receive_seqs(socket, 1) == [3]
+
+
+async def test_it_refills_a_gap_when_a_group_message_is_dropped(
+    lane: Lane, journal: Journal, connect: Any
+) -> None:
+    socket = await connect()
+    await journal.record_and_publish("a", "b")
+    assert await receive_seqs(socket, 2) == [1, 2]
+    await journal.record("c", "d")  # journaled, but the layer dropped it
+    await journal.record_and_publish("e")
+    assert await receive_seqs(socket, 3) == [3, 4, 5]
+    assert await socket.receive_nothing(timeout=0.3)
+
+
+async def test_it_reads_large_batches_from_the_journal(
+    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "FRAME_BYTES_LIMIT", 0)  # every batch as a range
+    socket = await connect()
+    await journal.record_and_publish("a", "b", "c")
+    assert await receive_seqs(socket, 3) == [1, 2, 3]
+
+
+async def test_it_pages_replays_longer_than_one_query(
+    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "PAGE_SIZE", 4)
+    await journal.record(*"abcdefghij")
+    socket = await connect()
+    await journal.record_and_publish("k")
+    assert await receive_seqs(socket, 11) == list(range(1, 12))
+
+
+async def test_it_bounds_the_buffer_of_a_slow_client(
+    lane: Lane, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "MAX_PENDING", 5)
+    consumer = consumers.LaneEventsConsumer()
+    consumer.thread_id = THREAD
+    consumer.last_sent = 0
+    consumer.pending = consumers.collections.deque()
+    consumer.pending_frames = 0
+    consumer.overflowed = False
+    consumer.wake = asyncio.Event()
+    sent: list[int] = []
+    high_water = 0
+
+    async def slow_send(frame: dict[str, Any]) -> None:
+        await asyncio.sleep(0.005)  # a client that reads slowly
+        sent.append(frame["seq"])
+
+    consumer.send_json = slow_send  # type: ignore[method-assign]
+    pump = asyncio.create_task(consumer.pump())
+    try:
+        for n in range(60):
+            result = await journal.record(f"d{n}")
+            message = {"type": "lane.events", "thread_id": THREAD,
+                       "first_seq": n + 1, "last_seq": n + 1,
+                       "frames": [f for _t, f in result.frames]}
+            await consumer.lane_events(message)
+            high_water = max(high_water, consumer.pending_frames)
+        for _ in range(300):
+            if len(sent) >= 60:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        pump.cancel()
+    assert high_water <= 5
+    assert sent == list(range(1, 61))
+
+
+async def test_it_closes_4401_without_a_valid_token(lane: Lane, connect: Any) -> None:
+    anonymous = await connect(headers=[])
+    assert await close_code(anonymous) == 4401
+    wrong = await connect(headers=[(b"authorization", b"Bearer dsp_nottherightone")])
+    assert await close_code(wrong) == 4401
+
+
+async def test_it_accepts_a_token_in_the_query_string(
+    lane: Lane, journal: Journal, token: str, connect: Any
+) -> None:
+    await journal.record("a")
+    socket = await connect(f"/ws/lanes/{THREAD}/events?token={token}", headers=[])
+    assert await receive_seqs(socket, 1) == [1]
+
+
+async def test_it_closes_4404_for_an_unknown_lane(lane: Lane, connect: Any) -> None:
+    socket = await connect("/ws/lanes/@nope/events")
+    assert await close_code(socket) == 4404
+
+
+async def test_it_closes_4400_for_a_bad_after(lane: Lane, connect: Any) -> None:
+    socket = await connect(f"/ws/lanes/{THREAD}/events?after=soon")
+    assert await close_code(socket) == 4400
+
+
+def staff_session_cookie(*, staff: bool) -> bytes:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    user = User.objects.create_user(f"u{int(staff)}", password="pw", is_staff=staff)
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def test_it_accepts_a_staff_session_from_the_same_origin(
+    lane: Lane, journal: Journal, connect: Any
+) -> None:
+    await journal.record("a")
+    cookie = await sync_to_async(staff_session_cookie)(staff=True)
+    same = [(b"cookie", cookie), (b"host", b"127.0.0.1:8765"),
+            (b"origin", b"http://127.0.0.1:8765")]
+    assert await receive_seqs(await connect(headers=same), 1) == [1]
+    other = [(b"cookie", cookie), (b"host", b"127.0.0.1:8765"),
+             (b"origin", b"http://evil.example")]
+    assert await close_code(await connect(headers=other)) == 4401
+
+
+async def test_it_refuses_a_session_without_staff(lane: Lane, connect: Any) -> None:
+    cookie = await sync_to_async(staff_session_cookie)(staff=False)
+    socket = await connect(headers=[(b"cookie", cookie)])
+    assert await close_code(socket) == 4401

@@ -1,0 +1,134 @@
+"""goal status/set/clear, models, lane fork/rollback/compact, and their audit rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.lanes.conftest import Stack, cli, wait_for
+
+
+def lane_get(stack: Stack, selector: str) -> dict[str, Any]:
+    status, out, err = cli("get", selector, env=stack.env)
+    assert status == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def origin(stack: Stack) -> dict[str, Any]:
+    status, out, err = cli("new", "--name", "origin", "--text", "seed words", env=stack.env)
+    assert status == 0, err
+    wait_for(lambda: lane_get(stack, out["ref"])["latest_turn"]["status"] == "completed")
+    return out
+
+
+def test_it_sets_reads_and_clears_a_goal(stack: Stack, origin: dict[str, Any]) -> None:
+    ref = origin["ref"]
+    status, out, err = cli("goal", "status", ref, env=stack.env)
+    assert status == 0, err
+    assert out["goal"] is None and out["ref"] == ref and out["writable"] is True
+
+    status, out, err = cli("goal", "set", ref, "--status", "active", env=stack.env)
+    assert status == 2, (out, err)
+    assert "objective" in err["error"]["message"]
+    status, out, err = cli("goal", "set", ref, env=stack.env)
+    assert status == 2, (out, err)
+
+    status, out, err = cli(
+        "goal", "set", ref, "write the docs", "--status", "paused",
+        "--token-budget", "500", env=stack.env,
+    )
+    assert status == 0, err
+    goal = out["goal"]
+    assert goal["objective"] == "write the docs" and goal["status"] == "paused"
+    assert goal["token_budget"] == 500 and goal["tokens_used"] == 0
+    assert goal["thread_id"] == origin["id"] and goal["created_at"].endswith("+00:00")
+    sent = stack.received("thread/goal/set")[-1]["params"]
+    assert sent == {
+        "threadId": origin["id"], "objective": "write the docs", "status": "paused",
+        "tokenBudget": 500,
+    }
+
+    status, out, err = cli("goal", "status", ref, env=stack.env)
+    assert status == 0, err
+    assert out["goal"]["objective"] == "write the docs"
+
+    status, out, err = cli("goal", "clear", ref, "--no-interactive", env=stack.env)
+    assert status == 2, (out, err)
+    status, out, err = cli("goal", "clear", ref, "--yes", env=stack.env)
+    assert status == 0, err
+    assert out["goal"] is None and out["cleared"] is True
+    assert lane_get(stack, ref)["goal"] is None
+
+
+def test_it_reads_the_model_catalog_live_and_from_the_cache(stack: Stack) -> None:
+    status, live, err = cli("models", env=stack.env)
+    assert status == 0, err
+    assert live["source"] == "app-server" and live["catalog_state"] == "ready"
+    assert live["configured_default"]["model"] == "mock-model"
+    model = live["models"][0]
+    assert model["id"] == "mock-model" and model["is_default"] is True
+    assert model["supported_reasoning_efforts"] == ["low", "medium"]
+    assert model["display_name"] == "Mock Model"
+    assert stack.received("model/list")[-1]["params"] == {"includeHidden": True}
+
+    status, cached, err = cli("models", "--no-refresh", env=stack.env)
+    assert status == 0, err
+    assert cached["source"] == "registry"
+    assert cached["models"] == live["models"]
+
+
+def test_it_forks_a_lane_into_a_new_owned_lane(
+    stack: Stack, origin: dict[str, Any]
+) -> None:
+    status, out, err = cli("lane", "fork", origin["ref"], "--name", "branch", env=stack.env)
+    assert status == 0, err
+    assert out["source"] == "own" and out["handle"] == "@branch"
+    assert out["forked_from"] == {"ref": origin["ref"], "id": origin["id"]}
+    assert out["id"] != origin["id"]
+    fork = stack.received("thread/fork")[-1]["params"]
+    assert fork == {"threadId": origin["id"], "excludeTurns": True}
+
+    # The fork inherits history the journal never saw: tail asks Codex.
+    status, out, err = cli("tail", "@branch", env=stack.env)
+    assert status == 0, err
+    assert out["source"] == "app-server"
+    assert ("userMessage", "seed words") in [(i["type"], i["text"]) for i in out["items"]]
+
+
+def test_it_reports_rollback_as_unavailable_in_codex_0_169(
+    stack: Stack, origin: dict[str, Any]
+) -> None:
+    status, out, err = cli("lane", "rollback", origin["ref"], "--no-interactive",
+                           env=stack.env)
+    assert status == 2, (out, err)
+    status, out, err = cli("lane", "rollback", origin["ref"], "--turns", "1", "--yes",
+                           env=stack.env)
+    assert status == 8, (out, err)
+    error = err["error"]
+    assert error["code"] == "capability_unavailable"
+    assert "0.169.0" in error["message"] and "thread/rollback" in error["message"]
+    assert "lane fork" in error["hint"]
+
+
+def test_it_compacts_a_lane_and_audits_every_write(
+    stack: Stack, origin: dict[str, Any]
+) -> None:
+    status, out, err = cli("lane", "compact", origin["ref"], env=stack.env)
+    assert status == 0, err
+    assert out["op"] == "compact" and out["accepted"] is True
+    assert stack.received("thread/compact/start")[-1]["params"] == {
+        "threadId": origin["id"]
+    }
+    wait_for(lambda: lane_get(stack, origin["ref"])["active_turn_id"] is None)
+
+    status, out, err = cli("daemon", "log", "--limit", "100", env=stack.env)
+    assert status == 0, err
+    ops = [(a["op"], a["outcome"]) for a in out["actions"] if a["lane"] == origin["ref"]]
+    for expected in [
+        ("new", "ok"), ("goal-set", "validation"), ("goal-set", "ok"),
+        ("goal-clear", "ok"), ("rollback", "capability_unavailable"),
+        ("compact", "ok"),
+    ]:
+        assert expected in ops

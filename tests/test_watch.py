@@ -1,0 +1,324 @@
+"""`watch`: the bounded op, `watch --follow`, and the websocket end to end.
+
+The op tests run in-process on the test DB. The stack tests start redis,
+the worker and daphne, on the fake app-server and (e2e) on the real codex
+against the mock Responses server, and compare what a websocket watcher
+received with the DB journal: every event exactly once, in order, also
+across a SIGKILL of the worker in the middle of a turn.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from dispatchsite.ops import OpContext, execute
+from dispatchsite.surfaces.cli import main as cli_main
+from lanes.journal import SeqCounter, journal_write_batch
+from lanes.models import Lane
+from lanes.services import lane_register
+from lanes.tokens import api_token_create
+from tests.support.codex_env import codex_binary
+from tests.support.mock_responses import MockResponsesServer
+from tests.support.stack import REPO, Stack, pid_alive, wait_for
+
+BACKENDS = [
+    "fake",
+    pytest.param("real", marks=[
+        pytest.mark.e2e,
+        pytest.mark.skipif(codex_binary() is None, reason="codex binary not installed"),
+    ]),
+]
+SLOW = "[[slow:0.3]]"  # 20 deltas 0.3 s apart, on either backend
+
+
+# -- the bounded op (in-process) ---------------------------------------------------
+
+
+@pytest.fixture
+def alpha(db: None) -> Lane:
+    return lane_register(
+        thread_id="thread-alpha", title="alpha", source="own", cwd="/tmp",
+        host="testhost",
+    )
+
+
+def record(lane: Lane, count: int, counter: SeqCounter) -> None:
+    messages = [
+        {"method": "item/agentMessage/delta",
+         "params": {"threadId": lane.thread_id, "turnId": "t1", "delta": str(n)}}
+        for n in range(count)
+    ]
+    journal_write_batch(messages, counter)
+
+
+def watch(**params: Any) -> dict[str, Any]:
+    return execute("watch", params, OpContext(surface="test"))
+
+
+def test_it_pages_the_journal_with_after(alpha: Lane) -> None:
+    record(alpha, 5, SeqCounter())
+    first = watch(lane="@alpha", after=0, limit=2)
+    assert [e["seq"] for e in first["events"]] == [1, 2]
+    assert first["events"][0] == {
+        "seq": 1, "method": "item/agentMessage/delta",
+        "params": {"threadId": "thread-alpha", "turnId": "t1", "delta": "0"},
+        "request_id": None,
+    }
+    assert first["last_seq"] == 2 and first["timed_out"] is False
+    assert first["lane"] == "thread-alpha" and first["handle"] == "@alpha"
+    rest = watch(lane="@alpha", after=first["last_seq"], limit=20, timeout=5)
+    assert [e["seq"] for e in rest["events"]] == [3, 4, 5]
+    assert rest["timed_out"] is False  # returned at once, without waiting
+
+
+def test_it_returns_at_once_with_timeout_zero(alpha: Lane) -> None:
+    record(alpha, 3, SeqCounter())
+    started = time.monotonic()
+    out = watch(lane=alpha.ref, timeout=0)
+    assert time.monotonic() - started < 1
+    assert out["events"] == [] and out["timed_out"] is True and out["last_seq"] == 3
+    caught_up = watch(lane=alpha.ref, after=3, timeout=0)
+    assert caught_up["events"] == [] and caught_up["timed_out"] is True
+
+
+def test_it_samples_only_events_arriving_during_the_call(
+    alpha: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = SeqCounter()
+    record(alpha, 4, counter)  # history: not part of the sample
+    ticks = iter([2, 0, 3])
+
+    def sleep_while_events_arrive(seconds: float) -> None:
+        record(alpha, next(ticks, 0), counter)
+
+    monkeypatch.setattr("lanes.watch.time.sleep", sleep_while_events_arrive)
+    out = watch(lane=alpha.ref, limit=4, timeout=5)
+    assert [e["seq"] for e in out["events"]] == [5, 6, 7, 8]
+    assert out["timed_out"] is False and out["last_seq"] == 8
+
+
+def test_it_times_out_with_what_arrived(
+    alpha: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lanes.watch.POLL_SECONDS", 0.02)
+    out = watch(lane=alpha.ref, limit=5, timeout=0.1)
+    assert out["events"] == [] and out["timed_out"] is True and out["last_seq"] == 0
+
+
+def test_it_validates_the_bounds(alpha: Lane) -> None:
+    from dispatchsite.errors import ValidationError
+
+    for bad in ({"timeout": 26}, {"timeout": -1}, {"limit": 0}, {"after": -1}):
+        with pytest.raises(ValidationError):
+            watch(lane=alpha.ref, **bad)
+
+
+def test_it_serves_watch_over_rest(
+    alpha: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dispatchsite.surfaces.rest.THREAD_SENSITIVE", True)
+    record(alpha, 3, SeqCounter())
+    raw = api_token_create(name="watch-rest")[1]
+    api = Client(headers={"Authorization": f"Bearer {raw}"})
+    response = api.get(f"/api/v1/lanes/{alpha.ref}/watch?after=1&limit=5&timeout=0")
+    assert response.status_code == 200, response.content
+    assert [e["seq"] for e in response.json()["events"]] == [2, 3]
+
+
+def test_it_runs_watch_from_the_cli(
+    alpha: Lane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record(alpha, 3, SeqCounter())
+    assert cli_main(["watch", "@alpha", "--after", "1", "--limit", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [e["seq"] for e in out["events"]] == [2] and out["last_seq"] == 2
+
+
+def test_it_rejects_sample_flags_with_follow(
+    alpha: Lane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["watch", "@alpha", "--follow", "--limit", "3"]) == 2
+    error = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["error"]
+    assert "--limit does not apply" in error["message"]
+
+
+# -- the stack: websocket and --follow ------------------------------------------
+
+
+@pytest.fixture
+def mock() -> Iterator[MockResponsesServer]:
+    with MockResponsesServer() as server:
+        yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer
+) -> Iterator[Stack]:
+    s = Stack(tmp_path, codex=request.param, mock_base_url=mock.base_url)
+    try:
+        yield s.start(web=True)
+    finally:
+        s.stop()
+
+
+class Watcher:
+    """A websocket client in a thread; connected means subscribed."""
+
+    def __init__(self, stack: Stack, lane: str, *, after: int, token: str) -> None:
+        from websockets.sync.client import connect
+
+        assert stack.web_url
+        url = stack.web_url.replace("http://", "ws://")
+        self.socket = connect(
+            f"{url}/ws/lanes/{lane}/events?after={after}",
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=None, proxy=None,
+        ).__enter__()  # closed in close()
+        self.frames: list[dict[str, Any]] = []
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            for raw in self.socket:
+                self.frames.append(json.loads(raw))
+        except ConnectionClosed:
+            pass
+
+    def seqs(self) -> list[int]:
+        return [f["seq"] for f in self.frames]
+
+    def close(self) -> None:
+        self.socket.close()
+        self.thread.join(timeout=5)
+
+
+def journal_after(stack: Stack, thread_id: str, after: int) -> list[tuple[int, str]]:
+    return [(seq, method) for seq, method in stack.events(thread_id) if seq > after]
+
+
+def assert_watcher_matches_journal(
+    stack: Stack, watcher: Watcher, thread_id: str, after: int
+) -> list[tuple[int, str]]:
+    """Wait for the watcher to catch up, then compare it with the journal."""
+    journal = wait_for(
+        lambda: (rows := journal_after(stack, thread_id, after))
+        and len(watcher.frames) >= len(rows) and rows,
+        timeout=15, what="the watcher to catch up with the journal",
+    )
+    time.sleep(0.3)  # anything extra (a duplicate) would arrive by now
+    journal = journal_after(stack, thread_id, after)
+    got = [(f["seq"], f["method"]) for f in watcher.frames]
+    assert got == journal, "watcher and journal differ"
+    return journal
+
+
+def mid_turn(stack: Stack, thread_id: str, after: int, deltas: int) -> None:
+    wait_for(
+        lambda: sum(m == "item/agentMessage/delta"
+                    for _s, m in journal_after(stack, thread_id, after)) >= deltas,
+        timeout=30, what=f"{deltas} deltas of the slow turn",
+    )
+
+
+def test_it_streams_a_turn_to_a_watcher_that_joins_mid_turn(stack: Stack) -> None:
+    token = stack.cli_ok("token", "create", "watcher")["token"]
+    lane = stack.cli_ok("new", "--name", "mid", "--text", "warm up")
+    stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
+    before = stack.events(lane["id"])[-1][0]
+    stack.cli_ok("send", lane["ref"], f"{SLOW} a slow one")
+    mid_turn(stack, lane["id"], before, deltas=3)
+    watcher = Watcher(stack, lane["ref"], after=before, token=token)
+    try:
+        stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed"
+                        and r["latest_turn_id"] != "", timeout=30)
+        journal = assert_watcher_matches_journal(stack, watcher, lane["id"], before)
+    finally:
+        watcher.close()
+    methods = [m for _s, m in journal]
+    assert methods.count("turn/started") == 1 and methods[-1] == "turn/completed"
+    assert methods.count("item/agentMessage/delta") >= 10
+
+
+def test_it_streams_every_event_once_across_a_worker_kill(stack: Stack) -> None:
+    token = stack.cli_ok("token", "create", "watcher")["token"]
+    lane = stack.cli_ok("new", "--name", "kill", "--text", "warm up")
+    stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
+    before = stack.events(lane["id"])[-1][0]
+    stack.cli_ok("send", lane["ref"], f"{SLOW} to be cut short")
+    mid_turn(stack, lane["id"], before, deltas=2)
+    watcher = Watcher(stack, lane["ref"], after=before, token=token)
+    try:
+        mid_turn(stack, lane["id"], before, deltas=5)
+        app_server = stack.worker_state()["app_server_pid"]
+        stack.kill("worker", signal.SIGKILL)
+        wait_for(lambda: not pid_alive(app_server), timeout=10,
+                 what="the orphaned app-server to exit")
+        stack.start_worker()
+        row = stack.wait_lane(lane["id"], lambda r: r["status"] == "idle", timeout=20)
+        assert row["latest_turn_status"] == "interrupted"
+        cut = assert_watcher_matches_journal(stack, watcher, lane["id"], before)
+        assert "turn/completed" not in [m for _s, m in cut]  # cut short
+        stack.cli_ok("send", lane["ref"], "after the crash")
+        stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed",
+                        timeout=30)
+        journal = assert_watcher_matches_journal(stack, watcher, lane["id"], before)
+    finally:
+        watcher.close()
+    after_crash = [m for s, m in journal if s > cut[-1][0]]
+    assert "turn/started" in after_crash and after_crash[-1] == "turn/completed"
+
+
+def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, codex="fake")
+    try:
+        stack.start(web=True)
+        lane = stack.cli_ok("new", "--name", "follow", "--text", "first")
+        stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
+        env = {**stack.env, "DISPATCH_URL": str(stack.web_url)}
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "dispatchsite.cli", "watch", lane["ref"],
+             "--follow", "--after", "0"],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            lines: list[dict[str, Any]] = []
+            assert follow.stdout is not None and follow.stderr is not None
+
+            def read_until_turns_completed(turns: int) -> None:
+                while [f["method"] for f in lines].count("turn/completed") < turns:
+                    line = follow.stdout.readline()
+                    assert line, follow.stderr.read()
+                    lines.append(json.loads(line))
+
+            read_until_turns_completed(1)  # replayed
+            stack.cli_ok("send", lane["ref"], "second")
+            read_until_turns_completed(2)  # live
+            follow.send_signal(signal.SIGINT)
+            status = follow.wait(timeout=10)
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+        assert status == 0
+        assert follow.stderr is not None and follow.stderr.read() == ""
+        assert [f["seq"] for f in lines] == [s for s, _m in stack.events(lane["id"])]
+        assert set(lines[0]) == {
+            "seq", "method", "params", "request_id", "turn_id", "item_id", "received_at"
+        }
+    finally:
+        stack.stop()
