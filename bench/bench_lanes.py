@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +85,20 @@ for i in range({n}):
 """
 
 
-def timed_run(argv: list[str], env: dict[str, str]) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall s, CPU s) of one run; CPU time is steadier on a busy machine."""
+    cpu = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{argv} exited {done.returncode}: {done.stderr[-2000:]!r}")
-    return elapsed
+    return elapsed, children_cpu() - cpu
 
 
 def bench_list(runs: int, lanes: int) -> dict[str, Any]:
@@ -102,7 +111,10 @@ def bench_list(runs: int, lanes: int) -> dict[str, Any]:
         )
         listed = subprocess.run(
             [sys.executable, "-m", "dispatchsite.cli", "list"],
-            env=env, cwd=REPO, capture_output=True, check=True,
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            check=True,
         )
         count = len(json.loads(listed.stdout)["lanes"])
         if count != lanes:
@@ -114,15 +126,19 @@ def bench_list(runs: int, lanes: int) -> dict[str, Any]:
             "dispatch list": [sys.executable, "-m", "dispatchsite.cli", "list"],
         }
         samples: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         timed_run(commands["dispatch list"], env)  # warm the page cache
         # Interleaved, so drift on a shared machine hits every row alike.
         for _ in range(runs):
             for name, argv in commands.items():
-                samples[name].append(timed_run(argv, env))
+                wall, used = timed_run(argv, env)
+                samples[name].append(wall)
+                cpu[name].append(used)
     return {
         "lanes": lanes,
         "runs": runs,
         "seconds": {name: summary(values) for name, values in samples.items()},
+        "cpu_seconds": {name: summary(values) for name, values in cpu.items()},
         "target_median_s": LIST_TARGET_S,
         "met": median(samples["dispatch list"]) <= LIST_TARGET_S,
     }
@@ -204,11 +220,38 @@ class DirectAppServer:
         self.loop.close()
 
 
+@contextlib.contextmanager
+def mock_server(directory: Path) -> Iterator[int]:
+    """The mock Responses server as its own process.
+
+    In-process, its streaming thread would share this process's GIL with the
+    clients being timed.
+    """
+    port_file = directory / "mock.port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests/support/mock_responses.py"),
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(port_file.exists, timeout=10, what="the mock Responses server")
+        yield int(port_file.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def bench_send(sends: int, warmup: int) -> dict[str, Any]:
     import httpx
 
     from tests.support.codex_env import codex_binary, write_codex_home
-    from tests.support.mock_responses import MockResponsesServer
     from tests.support.stack import Stack
 
     codex = codex_binary()
@@ -216,10 +259,10 @@ def bench_send(sends: int, warmup: int) -> dict[str, Any]:
         return {"skipped": "the codex binary is not installed"}
     with (
         tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp,
-        MockResponsesServer() as mock,
+        mock_server(Path(tmp)) as port,
     ):
         root = Path(tmp)
-        base_url = f"http://127.0.0.1:{mock.port}/v1"
+        base_url = f"http://127.0.0.1:{port}/v1"
         stack = Stack(root / "stack", codex="real", mock_base_url=base_url)
         direct_home = root / "direct-codex"
         write_codex_home(direct_home, base_url=base_url)
@@ -249,9 +292,11 @@ def bench_send(sends: int, warmup: int) -> dict[str, Any]:
                 turn_id = response.json()["turn_id"]
                 stack.wait_lane(
                     lane["id"],
-                    lambda row: row["latest_turn_id"] == turn_id
-                    and row["latest_turn_status"] == "completed"
-                    and not row["active_turn_id"],
+                    lambda row: (
+                        row["latest_turn_id"] == turn_id
+                        and row["latest_turn_status"] == "completed"
+                        and not row["active_turn_id"]
+                    ),
                     timeout=30,
                     what=f"REST turn {turn_id}",
                 )
@@ -312,18 +357,22 @@ def bench_send(sends: int, warmup: int) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = []
+    load = ", ".join(f"{x:.1f}" for x in report["loadavg_before"])
+    lines = [f"{report['cpus']} CPUs, load average before: {load}", ""]
     listing = report.get("list")
     if listing:
         rows = listing["seconds"]
         floor = rows["python -c pass"]["median"]
         lines.append(f"(a) wall time, {listing['runs']} runs, {listing['lanes']} lanes")
-        lines.append(f"{'command':<18}{'median s':>10}{'min s':>9}{'p90 s':>9}"
-                     f"{'x python':>10}")
+        lines.append(
+            f"{'command':<18}{'median s':>10}{'min s':>9}{'p90 s':>9}{'x python':>10}"
+            f"{'cpu s':>8}"
+        )
         for name, row in rows.items():
             lines.append(
                 f"{name:<18}{row['median']:>10.3f}{row['min']:>9.3f}{row['p90']:>9.3f}"
                 f"{row['median'] / floor:>10.1f}"
+                f"{listing['cpu_seconds'][name]['median']:>8.3f}"
             )
         verdict = "met" if listing["met"] else "NOT met"
         lines.append(f"target: dispatch list median <= {LIST_TARGET_S} s: {verdict}")
@@ -331,8 +380,10 @@ def table(report: dict[str, Any]) -> str:
     send = report.get("send")
     if send and "skipped" not in send:
         rows = send["milliseconds"]
-        lines.append(f"(b) latency, {send['sends']} sends each (after {send['warmup']} "
-                     "warm-up), real codex + mock Responses")
+        lines.append(
+            f"(b) latency, {send['sends']} sends each (after {send['warmup']} "
+            "warm-up), real codex + mock Responses"
+        )
         lines.append(f"{'measure':<22}{'median ms':>11}{'min ms':>9}{'p90 ms':>9}")
         for name, row in rows.items():
             lines.append(
@@ -358,11 +409,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-rest", action="store_true")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
-    report: dict[str, Any] = {"python": sys.version.split()[0]}
+    report: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        # Other work on the machine skews every row; worth knowing when
+        # comparing runs.
+        "loadavg_before": os.getloadavg(),
+    }
     if not args.skip_list:
         report["list"] = bench_list(args.runs, args.lanes)
     if not args.skip_rest:
         report["send"] = bench_send(args.sends, args.warmup)
+    report["loadavg_after"] = os.getloadavg()
     print(table(report))
     print(json.dumps(report, indent=2))
     if args.json_out:

@@ -111,7 +111,11 @@ def catalog_row(entry: ModelCatalogEntry) -> dict[str, Any]:
         "supported_reasoning_efforts": [e for e in efforts if e],
         "default_service_tier": data.get("defaultServiceTier"),
         "service_tiers": [
-            {"id": t.get("id"), "name": t.get("name"), "description": t.get("description")}
+            {
+                "id": t.get("id"),
+                "name": t.get("name"),
+                "description": t.get("description"),
+            }
             for t in data.get("serviceTiers") or []
             if isinstance(t, dict)
         ],

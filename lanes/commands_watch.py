@@ -48,7 +48,7 @@ def close_error(code: int | None, lane: str) -> DispatchError | None:
             f"no managed lane matches {lane!r}", hint="see `dispatch list`"
         )
     if code == 4400:
-        return ValidationError(f"the daemon refused the watch of {lane!r} (bad request)")
+        return ValidationError(f"the daemon refused to watch {lane!r} (bad request)")
     if code == 4401:
         from dispatchsite.auth import unauthorized
 
@@ -57,8 +57,9 @@ def close_error(code: int | None, lane: str) -> DispatchError | None:
 
 
 class Follower:
-    def __init__(self, *, base_url: str, lane: str, after: int | None,
-                 token: str, out: TextIO) -> None:
+    def __init__(
+        self, *, base_url: str, lane: str, after: int | None, token: str, out: TextIO
+    ) -> None:
         self.base_url = base_url
         self.lane = lane
         self.cursor = "latest" if after is None else str(after)
@@ -96,8 +97,13 @@ class Follower:
         from websockets.sync.client import connect
 
         headers = {"Authorization": f"Bearer {self.token}"}
-        with connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT_S,
-                     max_size=None, proxy=None) as socket:
+        with connect(
+            url,
+            additional_headers=headers,
+            open_timeout=OPEN_TIMEOUT_S,
+            max_size=None,
+            proxy=None,
+        ) as socket:
             for raw in socket:
                 frame = json.loads(raw)
                 self.out.write(json.dumps(frame, ensure_ascii=False) + "\n")
@@ -133,7 +139,7 @@ def watch_follow(args: argparse.Namespace) -> Any:
         if hasattr(args, flag):
             raise ValidationError(
                 f"--{flag} does not apply to `dispatch watch --follow`",
-                hint="--follow streams until Ctrl-C; drop --follow for a bounded sample",
+                hint="--follow streams until Ctrl-C; without it, a bounded sample",
             )
     from dispatchsite.surfaces.mcp import local_base_url, resolve_token
 
@@ -147,8 +153,13 @@ def watch_follow(args: argparse.Namespace) -> Any:
             hint="set DISPATCH_TOKEN (see `dispatch token create NAME`) or run "
             "`dispatch up` on this machine",
         )
-    follower = Follower(base_url=base_url, lane=args.lane,
-                        after=getattr(args, "after", None), token=token, out=sys.stdout)
+    follower = Follower(
+        base_url=base_url,
+        lane=args.lane,
+        after=getattr(args, "after", None),
+        token=token,
+        out=sys.stdout,
+    )
     try:
         follower.run()
     except KeyboardInterrupt:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from dispatchsite.errors import AppServerError, NotFoundError, ValidationError
+
+# channels, channels_redis and redis are imported inside the functions that
+# talk to the worker: read-only CLI calls never pay for them.
 
 DAEMON_HINT = "start it with `dispatch up` (check `dispatch daemon status`)"
 
@@ -44,6 +44,8 @@ def require_worker(host: str) -> None:
 
 
 async def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
+    from channels.layers import get_channel_layer
+
     layer = get_channel_layer()
     reply_to = await layer.new_channel()
     await layer.send(command_channel(host), {**message, "reply_to": reply_to})
@@ -58,6 +60,9 @@ async def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any
 
 
 def call_worker(host: str, message: dict[str, Any], *, timeout: float) -> Any:
+    from asgiref.sync import async_to_sync
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     require_worker(host)
     try:
         reply = async_to_sync(_round_trip)(host, message, timeout)
@@ -88,6 +93,10 @@ def rpc(
 
 def notify_worker(host: str, message: dict[str, Any]) -> None:
     """Fire-and-forget wake-up (e.g. drain a queue); losing it is harmless."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     try:
         async_to_sync(get_channel_layer().send)(command_channel(host), message)
     except (RedisConnectionError, OSError):

@@ -152,8 +152,8 @@ def thread_summaries(
     """HistoryThreadSummary for each lane, from a handful of grouped queries."""
     ids = [lane.thread_id for lane in lanes]
     items = LaneItem.objects.filter(thread_id__in=ids)
-    item_stats = {
-        row["thread_id"]: row
+    item_stats: dict[str, dict[str, Any]] = {
+        row["thread_id"]: dict(row)
         for row in items.values("thread_id").annotate(
             n=Count("id"),
             messages=Count("id", filter=Q(item_type__in=MESSAGE_TYPES)),
@@ -163,8 +163,8 @@ def thread_summaries(
             last=Max(Coalesce("completed_at", "created_at")),
         )
     }
-    turn_stats = {
-        row["thread_id"]: row
+    turn_stats: dict[str, dict[str, Any]] = {
+        row["thread_id"]: dict(row)
         for row in LaneTurn.objects.filter(thread_id__in=ids)
         .values("thread_id")
         .annotate(

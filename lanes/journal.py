@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from lanes.eventstore import EventRow, events_insert
 from lanes.indexing import index_messages
 from lanes.models import Lane, LaneEvent
 
@@ -35,6 +36,15 @@ class JournalResult:
     frames: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # Lanes whose turn just completed successfully: their queues may move.
     drain_thread_ids: set[str] = field(default_factory=set)
+
+
+# The only lane columns the journal writes: a rename or archive made by a
+# service in between must never be overwritten by a stale copy of the row.
+LANE_STATE_FIELDS = [
+    "status", "active_turn_id", "latest_turn_id", "latest_turn_status",
+    "latest_error", "latest_error_at", "queue_held", "goal", "last_event_at",
+    "updated_at",
+]
 
 
 class SeqCounter:
@@ -78,7 +88,7 @@ def journal_write_batch(messages: list[dict[str, Any]], counter: SeqCounter) -> 
     """Persist one batch in one transaction and update lane state."""
     result = JournalResult()
     now = timezone.now()
-    rows: list[LaneEvent] = []
+    rows: list[EventRow] = []
     with transaction.atomic():
         lanes = {
             lane.thread_id: lane
@@ -92,7 +102,7 @@ def journal_write_batch(messages: list[dict[str, Any]], counter: SeqCounter) -> 
             thread_id = thread_of(params)
             if not thread_id:
                 continue
-            row = LaneEvent(
+            row = EventRow(
                 thread_id=thread_id,
                 seq=counter.take(thread_id),
                 method=message.get("method", ""),
@@ -114,16 +124,16 @@ def journal_write_batch(messages: list[dict[str, Any]], counter: SeqCounter) -> 
                     and not lane.queue_held
                 ):
                     result.drain_thread_ids.add(thread_id)
-        LaneEvent.objects.bulk_create(rows)
+        events_insert(rows)
         # Same transaction: an item is searchable exactly when its event is.
         index_messages(messages, now=now)
         for thread_id in touched:
-            lanes[thread_id].save()
+            lanes[thread_id].save(update_fields=LANE_STATE_FIELDS)
     result.frames = [(row.thread_id, row.as_frame()) for row in rows]
     return result
 
 
-def apply_event(lane: Lane, event: LaneEvent, now: datetime) -> bool:
+def apply_event(lane: Lane, event: LaneEvent | EventRow, now: datetime) -> bool:
     """Follow the app-server's view of the lane; True when the lane changed."""
     params = event.params
     method = event.method

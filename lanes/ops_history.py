@@ -313,7 +313,10 @@ class SearchMatch(BaseModel):
 class SearchOut(OpOutput):
     query: str
     matches: list[SearchMatch]
-    scanned: int
+    scanned: int = Field(
+        description="index matches ranked (the newest 5,000 at most) plus threads "
+        "Codex's thread/search scanned"
+    )
     next_cursor: str | None
     experimental: bool = Field(
         description="the app-server's experimental search was asked"

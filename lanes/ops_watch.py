@@ -17,13 +17,18 @@ from lanes.watch import WATCH_LIMIT_MAX, WATCH_TIMEOUT_MAX, lane_watch
 
 
 class WatchIn(LaneSelectorIn):
-    limit: int = Field(20, ge=1, le=WATCH_LIMIT_MAX, description="at most this many events")
+    limit: int = Field(
+        20, ge=1, le=WATCH_LIMIT_MAX, description="at most this many events"
+    )
     timeout: float = Field(
-        10, ge=0, le=WATCH_TIMEOUT_MAX,
+        10,
+        ge=0,
+        le=WATCH_TIMEOUT_MAX,
         description="seconds to wait (0 returns at once, timed_out true)",
     )
     after: int | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="page the journal: events after this seq, returned at once "
         "(default: only events arriving during the call)",
     )
@@ -44,13 +49,22 @@ class WatchOut(LaneIdentityOut):
 
 def watch(data: WatchIn, ctx: OpContext) -> dict[str, Any]:
     lane = resolve_lane(data.lane)
-    return lane_watch(lane=lane, limit=data.limit, timeout=data.timeout, after=data.after)
+    return lane_watch(
+        lane=lane, limit=data.limit, timeout=data.timeout, after=data.after
+    )
 
 
 define_op(
     id="watch",
     summary="sample a lane's raw events (or page its journal with --after)",
-    intent="read", idempotent=True, input=WatchIn, output=WatchOut, handler=watch,
-    cli="watch", positionals=("lane",), http=("GET", "/lanes/{lane}/watch"),
-    mcp_tool="dispatch_thread_read", mcp_action="watch",
+    intent="read",
+    idempotent=True,
+    input=WatchIn,
+    output=WatchOut,
+    handler=watch,
+    cli="watch",
+    positionals=("lane",),
+    http=("GET", "/lanes/{lane}/watch"),
+    mcp_tool="dispatch_thread_read",
+    mcp_action="watch",
 )

@@ -10,8 +10,17 @@ from dispatchsite.config import Policy, load_policy
 from lanes.models import Lane
 
 WRITE_CAPABILITIES = (
-    "send", "context", "steer", "queue", "interject", "goal_set", "goal_clear",
-    "stop", "fork", "rollback", "compact",
+    "send",
+    "context",
+    "steer",
+    "queue",
+    "interject",
+    "goal_set",
+    "goal_clear",
+    "stop",
+    "fork",
+    "rollback",
+    "compact",
 )
 ATTACHED_LOCK_REASON = (
     "attached thread; Dispatch does not own this App Server thread "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 
 from lanes.models import AuditEntry, Lane, QueuedMessage
+from lanes.turns import lane_mark_turn_started
 
 
 def queued_message_enqueue(*, lane: Lane, text: str) -> QueuedMessage:
@@ -54,14 +55,7 @@ def queued_message_mark_sent(*, message: QueuedMessage, turn_id: str) -> None:
     QueuedMessage.objects.filter(pk=message.pk).update(
         status=QueuedMessage.Status.SENT, turn_id=turn_id
     )
-    Lane.objects.filter(pk=message.lane_id).exclude(latest_turn_id=turn_id).update(
-        status=Lane.Status.BUSY,
-        active_turn_id=turn_id,
-        latest_turn_id=turn_id,
-        latest_turn_status="started",
-        latest_error="",
-        latest_error_at=None,
-    )
+    lane_mark_turn_started(lane_id=message.lane_id, turn_id=turn_id)
     AuditEntry.objects.create(
         op="send",
         lane=message.lane.ref,

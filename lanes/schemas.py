@@ -55,6 +55,7 @@ class GoalOut(BaseModel):
 
 class LaneListItemOut(LaneRefOut):
     latest_turn: LatestTurn | None
+    sync: dict[str, Any] = Field(description="LaneSyncView: what the index holds")
     active_turn_id: str | None
     model: dict[str, Any]
     goal: GoalOut | None
@@ -71,10 +72,14 @@ class NewIn(OpInput):
     cwd: str | None = Field(None, description="working directory (default: current)")
     text: str | None = Field(None, description="first message")
     goal: str | None = Field(None, description="native Codex goal objective")
-    send: bool = Field(True, description="send the first message (--no-send to only register)")
+    send: bool = Field(
+        True, description="send the first message (--no-send to only register)"
+    )
     model: str | None = None
     sandbox: Sandbox | None = None
-    approval_policy: str | None = Field(None, description="untrusted|on-request|never ...")
+    approval_policy: str | None = Field(
+        None, description="untrusted|on-request|never ..."
+    )
     effort: str | None = Field(None, description="reasoning effort (model-defined)")
 
 
@@ -87,10 +92,13 @@ class SendIn(OpInput):
     lane: str = Field(description="ref, full thread id, @handle or title")
     text: str = Field(description="the message")
     mode: SendMode = Field(
-        "send", description="send|steer|queue|interject|context",
+        "send",
+        description="send|steer|queue|interject|context",
         json_schema_extra={"cli_choice_flags": True},
     )
-    intro: bool = Field(False, description="add a footer naming the sender lane (CODEX_THREAD_ID)")
+    intro: bool = Field(
+        False, description="add a footer naming the sender lane (CODEX_THREAD_ID)"
+    )
     caller_thread_id: str | None = Field(None, json_schema_extra=INTERNAL)
 
 
@@ -110,7 +118,9 @@ class ListOut(OpOutput):
 
 
 class GetIn(LaneSelectorIn):
-    include_transcript: bool = Field(False, description="include recent transcript items")
+    include_transcript: bool = Field(
+        False, description="include recent transcript items"
+    )
     max_items: int = Field(20, ge=1, le=500)
 
 
@@ -135,26 +145,20 @@ class TranscriptIn(LaneSelectorIn):
 
 class TranscriptOut(LaneIdentityOut):
     items: list[TranscriptItem]
-    source: Literal["journal", "journal-partial", "app-server"] = Field(
+    transcript_source: Literal["journal", "journal-partial", "app-server"] = Field(
         description="where the items came from (journal-partial: worker down)"
     )
 
 
 class AttachIn(OpInput):
     thread: str = Field(description="the full Codex thread id to register")
-    sync: bool = Field(False, description="also read the newest turn's state")
-
-
-class SyncView(BaseModel):
-    state: str
-    last_synced_at: str | None
-    latest_turn_id: str | None
-    transcript_partial: bool
+    sync: bool = Field(
+        False, description="also index the thread's history (bounded, like `sync`)"
+    )
 
 
 class AttachOut(LaneListItemOut):
     registered: bool = Field(description="false when the thread was already managed")
-    sync: SyncView | None
 
 
 class DiscoverIn(OpInput):
@@ -204,8 +208,12 @@ class GoalSetIn(OpInput):
     objective: str | None = Field(
         None, description="the objective (required when the lane has no goal yet)"
     )
-    status: GoalStatus | None = Field(None, description="active|paused|blocked|complete")
-    token_budget: int | None = Field(None, ge=1, description="stop after this many tokens")
+    status: GoalStatus | None = Field(
+        None, description="active|paused|blocked|complete"
+    )
+    token_budget: int | None = Field(
+        None, ge=1, description="stop after this many tokens"
+    )
 
 
 class GoalViewOut(LaneIdentityOut):
@@ -256,7 +264,9 @@ class ForkIn(OpInput):
     cwd: str | None = Field(None, description="working directory of the fork")
     model: str | None = None
     sandbox: Sandbox | None = None
-    approval_policy: str | None = Field(None, description="untrusted|on-request|never ...")
+    approval_policy: str | None = Field(
+        None, description="untrusted|on-request|never ..."
+    )
     effort: str | None = Field(None, description="reasoning effort (model-defined)")
     last_turn_id: str | None = Field(
         None, description="fork through this turn (later turns are left out)"

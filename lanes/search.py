@@ -29,6 +29,10 @@ from lanes.models_index import LaneItem
 from lanes.presenters import preview_text, thread_status, unix_iso
 
 SNIPPET_CHARS = 200
+# Matches ranked per query: the newest this many (after filters). A term in
+# more items than this is ranked among its newest matches; more words narrow.
+RANK_WINDOW = 5000
+PREFIX_MIN_CHARS = 3
 REMOTE_MAX_PAGE = 100
 TERM = re.compile(r'(-?)"([^"]*)"|(\S+)')
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -72,6 +76,13 @@ def query_parse(text: str) -> ParsedQuery:
         raw = raw[1:] if negated else raw
         prefix = raw.endswith("*")
         raw = raw.rstrip("*")
+        if prefix and len("".join(WORD.findall(raw))) < PREFIX_MIN_CHARS:
+            # Shorter prefixes match thousands of words: the index keeps
+            # 3-character prefixes (migration 0002) and no shorter ones.
+            raise ValidationError(
+                f"prefix {raw}* is too short",
+                hint=f"give at least {PREFIX_MIN_CHARS} characters before *",
+            )
         if WORD.search(raw):
             terms.append(Term(raw, prefix=prefix, negated=negated))
     parsed = ParsedQuery(terms)
@@ -168,30 +179,30 @@ def place_roots(*, directory: str | None, repo: str | None) -> list[str]:
 
 
 def snippet(text: str, words: list[str], *, width: int = SNIPPET_CHARS) -> str:
-    """A window of `text` around the first query word, matches in [brackets]."""
+    """At most `width` chars of `text` around the first query word, matches in [ ]."""
     flat = re.sub(r"\s+", " ", text).strip()
     if not flat:
         return ""
+    alternatives = sorted(set(words), key=len, reverse=True)
     pattern = (
         re.compile(
-            r"(?<!\w)("
-            + "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
-            + r")",
+            r"(?<!\w)(" + "|".join(re.escape(w) for w in alternatives) + ")",
             re.IGNORECASE,
         )
         if words
         else None
     )
     first = pattern.search(flat) if pattern else None
-    start = 0
-    if first is not None:
-        start = max(0, first.start() - width // 3)
-    window = flat[start : start + width]
+    start = max(0, first.start() - width // 3) if first is not None else 0
+    # Room for the ellipses and the brackets of the matches shown.
+    body = flat[start : start + width - 2]
     if pattern is not None:
-        window = pattern.sub(lambda m: f"[{m.group(0)}]", window)
-    return (
-        ("…" if start > 0 else "") + window + ("…" if start + width < len(flat) else "")
-    )
+        body = pattern.sub(lambda m: f"[{m.group(0)}]", body)
+    head = "…" if start > 0 else ""
+    cut = len(head) + len(body) > width or start + width - 2 < len(flat)
+    if cut:
+        body = body[: width - len(head) - 1].rstrip("[") + "…"
+    return head + body
 
 
 # -- the local index -----------------------------------------------------------
@@ -203,6 +214,10 @@ class ItemHit:
     score: float
 
 
+def placeholders(values: list[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
 def fts_candidates(
     *,
     parsed: ParsedQuery,
@@ -212,47 +227,14 @@ def fts_candidates(
     until: datetime | None,
     limit: int,
     offset: int,
-) -> list[tuple[int, float]]:
-    """(item pk, score) best first; lower scores rank higher."""
+) -> tuple[list[tuple[int, float]], int]:
+    """(item pk, score) best first (lower scores rank higher), and how many
+    candidates were ranked: the newest RANK_WINDOW matches at most."""
     vendor = connection.vendor
-    where: list[str] = []
-    params: list[Any] = []
-    if thread_ids is not None:
-        if not thread_ids:
-            return []
-        where.append(f"i.thread_id IN ({', '.join(['%s'] * len(thread_ids))})")
-        params += thread_ids
-    if exclude_thread_ids:
-        where.append(
-            f"i.thread_id NOT IN ({', '.join(['%s'] * len(exclude_thread_ids))})"
-        )
-        params += exclude_thread_ids
-    if since is not None:
-        where.append("i.created_at >= %s")
-        params.append(connection.ops.adapt_datetimefield_value(since))
-    if until is not None:
-        where.append("i.created_at < %s")
-        params.append(connection.ops.adapt_datetimefield_value(until))
-    extra = "".join(f" AND {clause}" for clause in where)
-    if vendor == "sqlite":
-        sql = (
-            "SELECT i.id, bm25(lanes_laneitem_fts) AS score FROM lanes_laneitem_fts "
-            "JOIN lanes_laneitem i ON i.id = lanes_laneitem_fts.rowid "
-            f"WHERE lanes_laneitem_fts MATCH %s{extra} "
-            "ORDER BY score, i.id DESC LIMIT %s OFFSET %s"
-        )
-        args = [fts5_match(parsed), *params, limit, offset]
-    elif vendor == "postgresql":
-        sql = (
-            "SELECT i.id, "
-            "-ts_rank(to_tsvector('simple'::regconfig, i.text), q) AS score "
-            "FROM lanes_laneitem i, to_tsquery('simple', %s) q "
-            f"WHERE to_tsvector('simple'::regconfig, i.text) @@ q{extra} "
-            "ORDER BY score, i.id DESC LIMIT %s OFFSET %s"
-        )
-        args = [tsquery_text(parsed), *params, limit, offset]
-    else:  # no full-text engine: substring match, newest first
-        return substring_candidates(
+    if thread_ids is not None and not thread_ids:
+        return [], 0
+    if vendor not in ("sqlite", "postgresql"):
+        rows = substring_candidates(
             parsed=parsed,
             thread_ids=thread_ids,
             exclude_thread_ids=exclude_thread_ids,
@@ -261,9 +243,116 @@ def fts_candidates(
             limit=limit,
             offset=offset,
         )
+        return rows, len(rows)
+    dates: list[str] = []
+    date_args: list[Any] = []
+    if since is not None:
+        dates.append("created_at >= %s")
+        date_args.append(connection.ops.adapt_datetimefield_value(since))
+    if until is not None:
+        dates.append("created_at < %s")
+        date_args.append(connection.ops.adapt_datetimefield_value(until))
+    if vendor == "sqlite":
+        inner, inner_args = sqlite_window(
+            match=fts5_match(parsed),
+            thread_ids=thread_ids,
+            exclude_thread_ids=exclude_thread_ids,
+            dates=dates,
+            date_args=date_args,
+        )
+        sql = (
+            "SELECT id, score, count(*) OVER () FROM ("
+            f"{inner}) ORDER BY score, id DESC LIMIT %s OFFSET %s"
+        )
+    else:
+        inner, inner_args = postgres_window(
+            query=tsquery_text(parsed),
+            thread_ids=thread_ids,
+            exclude_thread_ids=exclude_thread_ids,
+            dates=dates,
+            date_args=date_args,
+        )
+        sql = (
+            "SELECT w.id, -ts_rank(to_tsvector('simple'::regconfig, w.text), "
+            "to_tsquery('simple', %s)) AS score, count(*) OVER () FROM ("
+            f"{inner}) w ORDER BY score, w.id DESC LIMIT %s OFFSET %s"
+        )
+        inner_args = [tsquery_text(parsed), *inner_args]
     with connection.cursor() as cursor:
-        cursor.execute(sql, args)
-        return [(int(pk), float(score)) for pk, score in cursor.fetchall()]
+        cursor.execute(sql, [*inner_args, limit, offset])
+        fetched = cursor.fetchall()
+    ranked = int(fetched[0][2]) if fetched else 0
+    return [(int(pk), float(score)) for pk, score, _n in fetched], ranked
+
+
+def sqlite_window(
+    *,
+    match: str,
+    thread_ids: list[str] | None,
+    exclude_thread_ids: list[str] | None,
+    dates: list[str],
+    date_args: list[Any],
+) -> tuple[str, list[Any]]:
+    """The newest RANK_WINDOW matches (after filters) with their bm25 scores.
+
+    FTS5 walks a term's matches in rowid order and stops after the window,
+    so a term in half of a million items costs what a rare one does; bm25 is
+    computed only for the rows in the window.
+    """
+    window = f"ORDER BY lanes_laneitem_fts.rowid DESC LIMIT {RANK_WINDOW}"
+    score = "bm25(lanes_laneitem_fts) AS score"
+    if thread_ids is not None:
+        # `+rowid`: test membership while FTS5 walks the matches; as a plain
+        # constraint SQLite would seek the doclist once per listed item.
+        where = [f"thread_id IN ({placeholders(thread_ids)})", *dates]
+        sql = (
+            f"SELECT rowid AS id, {score} FROM lanes_laneitem_fts "
+            "WHERE lanes_laneitem_fts MATCH %s AND +rowid IN "
+            f"(SELECT id FROM lanes_laneitem WHERE {' AND '.join(where)}) {window}"
+        )
+        return sql, [match, *thread_ids, *date_args]
+    if exclude_thread_ids or dates:
+        where = [f"i.{clause}" for clause in dates]
+        args: list[Any] = [match]
+        if exclude_thread_ids:
+            where.append(f"i.thread_id NOT IN ({placeholders(exclude_thread_ids)})")
+            args += exclude_thread_ids
+        sql = (
+            f"SELECT i.id AS id, {score} FROM lanes_laneitem_fts "
+            "JOIN lanes_laneitem i ON i.id = lanes_laneitem_fts.rowid "
+            f"WHERE lanes_laneitem_fts MATCH %s AND {' AND '.join(where)} {window}"
+        )
+        return sql, [*args, *date_args]
+    sql = (
+        f"SELECT rowid AS id, {score} FROM lanes_laneitem_fts "
+        f"WHERE lanes_laneitem_fts MATCH %s {window}"
+    )
+    return sql, [match]
+
+
+def postgres_window(
+    *,
+    query: str,
+    thread_ids: list[str] | None,
+    exclude_thread_ids: list[str] | None,
+    dates: list[str],
+    date_args: list[Any],
+) -> tuple[str, list[Any]]:
+    """The newest RANK_WINDOW matches; the GIN index answers the @@ test."""
+    where = ["to_tsvector('simple'::regconfig, text) @@ to_tsquery('simple', %s)"]
+    args: list[Any] = [query]
+    if thread_ids is not None:
+        where.append(f"thread_id IN ({placeholders(thread_ids)})")
+        args += thread_ids
+    if exclude_thread_ids:
+        where.append(f"thread_id NOT IN ({placeholders(exclude_thread_ids)})")
+        args += exclude_thread_ids
+    where += dates
+    sql = (
+        f"SELECT id, text FROM lanes_laneitem WHERE {' AND '.join(where)} "
+        f"ORDER BY id DESC LIMIT {RANK_WINDOW}"
+    )
+    return sql, [*args, *date_args]
 
 
 def substring_candidates(
@@ -346,9 +435,9 @@ def search_index(
     until: datetime | None,
     limit: int,
     offset: int,
-) -> tuple[list[dict[str, Any]], bool]:
-    """Ranked item matches and whether more follow."""
-    ranked = fts_candidates(
+) -> tuple[list[dict[str, Any]], bool, int]:
+    """Ranked item matches, whether more follow, how many were ranked."""
+    ranked, candidates = fts_candidates(
         parsed=parsed,
         thread_ids=thread_ids,
         exclude_thread_ids=exclude_thread_ids,
@@ -372,7 +461,7 @@ def search_index(
         for pk, score in ranked
         if pk in items
     ]
-    return matches, more
+    return matches, more, candidates
 
 
 # -- the app-server's thread/search --------------------------------------------
@@ -572,7 +661,7 @@ def search_run(
             exclude = managed_ids
         else:
             thread_ids = [t for t in thread_ids if t not in set(managed_ids)]
-    matches, more = search_index(
+    matches, more, scanned = search_index(
         parsed=parsed,
         thread_ids=thread_ids,
         exclude_thread_ids=exclude,
@@ -581,7 +670,6 @@ def search_run(
         limit=limit,
         offset=offset,
     )
-    scanned = len(matches)
     experimental = False
     if scope == "unmanaged" and offset == 0:
         experimental = True

@@ -30,44 +30,52 @@ from lanes.models import AuditEntry, Lane, WorkerLease, ref_payload
 from lanes.presenters import ATTACHED_LOCK_REASON, lane_writable, thread_status
 from lanes.queue import queued_message_enqueue, queued_message_pending_count
 from lanes.selectors import resolve_lane_or_thread
-from lanes.turns import text_input, turn_start_params
+from lanes.turns import lane_mark_turn_started, text_input, turn_start_params
 
 REF_MIXER = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 TURN_END_WAIT_SECONDS = 10.0
 ATTACH_TIMEOUT_SECONDS = 10.0
 TITLE_MAX = 200
 # Messages codex uses when it has no thread (loaded or on disk) for an id.
-THREAD_MISSING_MARKERS = ("not found", "no rollout", "not loaded")
+THREAD_MISSING_MARKERS = ("thread not found", "no rollout", "thread not loaded")
 
 
 # -- audit ---------------------------------------------------------------------
 
 
 def audit_record(
-    *, op: str, lane: Lane | str | None = None, outcome: str = "ok", detail: str = "",
-    surface: str = "", trigger_id: str = "",
+    *,
+    op: str,
+    lane: Lane | str | None = None,
+    outcome: str = "ok",
+    detail: str = "",
+    surface: str = "",
+    trigger_id: str = "",
 ) -> AuditEntry:
     lane_text = lane.ref if isinstance(lane, Lane) else (lane or "")
     return AuditEntry.objects.create(
-        op=op, lane=lane_text, outcome=outcome, detail=detail[:500],
-        surface=surface, trigger_id=trigger_id,
+        op=op,
+        lane=lane_text,
+        outcome=outcome,
+        detail=detail[:500],
+        surface=surface,
+        trigger_id=trigger_id,
     )
 
 
 @contextmanager
-def audit_failures(
-    *, op: str, lane: Lane | str | None, surface: str
-) -> Iterator[None]:
+def audit_failures(*, op: str, lane: Lane | str | None, surface: str) -> Iterator[None]:
     """Record a refused or failed write under its error code, then re-raise."""
     try:
         yield
     except DispatchError as exc:
-        audit_record(op=op, lane=lane, outcome=exc.code, detail=exc.message,
-                     surface=surface)
+        audit_record(
+            op=op, lane=lane, outcome=exc.code, detail=exc.message, surface=surface
+        )
         raise
 
 
-# -- app-server calls ------------------------------------------------------------
+# -- app-server calls ----------------------------------------------------------
 
 
 def thread_missing(exc: gateway.RpcFailed) -> bool:
@@ -107,11 +115,15 @@ def lane_rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> 
         raise gateway.classify_rpc_error(exc) from None
 
 
-def thread_read(*, host: str, thread_id: str, timeout: float | None = None) -> dict[str, Any]:
+def thread_read(
+    *, host: str, thread_id: str, timeout: float | None = None
+) -> dict[str, Any]:
     """Thread metadata (no turns); NotFoundError when codex has no such thread."""
     try:
         result = gateway.rpc(
-            host, "thread/read", {"threadId": thread_id, "includeTurns": False},
+            host,
+            "thread/read",
+            {"threadId": thread_id, "includeTurns": False},
             timeout=timeout,
         )
     except gateway.RpcFailed as exc:
@@ -130,12 +142,14 @@ def app_server_version(host: str) -> str:
     return (lease.app_server_version if lease else "") or "unknown"
 
 
-# -- registration ----------------------------------------------------------------
+# -- registration --------------------------------------------------------------
 
 
 def lane_ref_allocate(*, thread_id: str) -> str:
     payload = ref_payload(thread_id)
-    taken = set(Lane.objects.filter(ref__startswith=payload).values_list("ref", flat=True))
+    taken = set(
+        Lane.objects.filter(ref__startswith=payload).values_list("ref", flat=True)
+    )
     for mixer in REF_MIXER:
         if payload + mixer not in taken:
             return payload + mixer
@@ -173,7 +187,9 @@ def lane_title_unique(*, base: str) -> str:
     if not Lane.objects.filter(title=base).exists():
         return base
     taken = set(
-        Lane.objects.filter(title__startswith=f"{base}-").values_list("title", flat=True)
+        Lane.objects.filter(title__startswith=f"{base}-").values_list(
+            "title", flat=True
+        )
     )
     for n in range(2, 1000):
         if f"{base}-{n}" not in taken:
@@ -182,15 +198,28 @@ def lane_title_unique(*, base: str) -> str:
 
 
 def lane_register(
-    *, thread_id: str, title: str, source: str, cwd: str, host: str,
-    runtime_settings: dict[str, Any] | None = None, model: str = "",
-    model_provider: str = "", status: str = Lane.Status.IDLE,
+    *,
+    thread_id: str,
+    title: str,
+    source: str,
+    cwd: str,
+    host: str,
+    runtime_settings: dict[str, Any] | None = None,
+    model: str = "",
+    model_provider: str = "",
+    status: str = Lane.Status.IDLE,
 ) -> Lane:
     for _attempt in range(3):
         lane = Lane(
-            thread_id=thread_id, ref=lane_ref_allocate(thread_id=thread_id),
-            title=title, source=source, cwd=cwd, host=host, status=status,
-            runtime_settings=runtime_settings or {}, model=model,
+            thread_id=thread_id,
+            ref=lane_ref_allocate(thread_id=thread_id),
+            title=title,
+            source=source,
+            cwd=cwd,
+            host=host,
+            status=status,
+            runtime_settings=runtime_settings or {},
+            model=model,
             model_provider=model_provider,
         )
         lane.full_clean(validate_constraints=False)
@@ -205,7 +234,7 @@ def lane_register(
     raise DispatchError(f"could not register thread {thread_id}")
 
 
-# -- authority -------------------------------------------------------------------
+# -- authority -----------------------------------------------------------------
 
 
 def require_writable(lane: Lane) -> None:
@@ -244,22 +273,20 @@ def lane_busy_check(lane: Lane) -> None:
         )
 
 
-# -- turns -----------------------------------------------------------------------
+# -- turns ---------------------------------------------------------------------
 
 
 def lane_turn_started(*, lane: Lane, turn_id: str) -> None:
-    """Mark busy unless the journal already saw this turn (it may have ended)."""
-    Lane.objects.filter(pk=lane.pk).exclude(latest_turn_id=turn_id).update(
-        status=Lane.Status.BUSY, active_turn_id=turn_id, latest_turn_id=turn_id,
-        latest_turn_status="started", latest_error="", latest_error_at=None,
-    )
+    lane_mark_turn_started(lane_id=lane.pk, turn_id=turn_id)
     lane.refresh_from_db()
 
 
 def lane_turn_request_failed(*, lane: Lane, error: DispatchError) -> None:
     Lane.objects.filter(pk=lane.pk).update(
-        status=Lane.Status.ERROR, latest_turn_status="failed",
-        latest_error=error.message[:2000], latest_error_at=timezone.now(),
+        status=Lane.Status.ERROR,
+        latest_turn_status="failed",
+        latest_error=error.message[:2000],
+        latest_error_at=timezone.now(),
     )
     lane.refresh_from_db()
 
@@ -290,11 +317,14 @@ def wait_turn_end(
     )
 
 
-# -- new -------------------------------------------------------------------------
+# -- new -----------------------------------------------------------------------
 
 
 def goal_set_remote(
-    *, lane: Lane, objective: str | None, status: str | None = None,
+    *,
+    lane: Lane,
+    objective: str | None,
+    status: str | None = None,
     token_budget: int | None = None,
 ) -> dict[str, Any] | None:
     params: dict[str, Any] = {"threadId": lane.thread_id}
@@ -311,9 +341,17 @@ def goal_set_remote(
 
 
 def lane_create(
-    *, name: str, cwd: str, text: str | None, goal: str | None, send: bool,
-    model: str | None, sandbox: str | None, approval_policy: str | None,
-    effort: str | None, surface: str,
+    *,
+    name: str,
+    cwd: str,
+    text: str | None,
+    goal: str | None,
+    send: bool,
+    model: str | None,
+    sandbox: str | None,
+    approval_policy: str | None,
+    effort: str | None,
+    surface: str,
 ) -> dict[str, Any]:
     """Start a thread, register it as an owned lane, set its goal, send its text."""
     if text is not None and text.lstrip().startswith("/goal") and goal is None:
@@ -328,10 +366,14 @@ def lane_create(
     lane_title_free(title=name)
     host = settings.DISPATCH_HOST
     runtime = {
-        key: value for key, value in {
-            "model": model, "sandbox": sandbox, "approval_policy": approval_policy,
+        key: value
+        for key, value in {
+            "model": model,
+            "sandbox": sandbox,
+            "approval_policy": approval_policy,
             "effort": effort,
-        }.items() if value
+        }.items()
+        if value
     }
     start: dict[str, Any] = {"cwd": cwd}
     if model:
@@ -344,8 +386,12 @@ def lane_create(
         started = gateway.rpc(host, "thread/start", start)
     thread = started["thread"]
     lane = lane_register(
-        thread_id=thread["id"], title=name, source=Lane.Source.OWN,
-        cwd=started.get("cwd") or cwd, host=host, runtime_settings=runtime,
+        thread_id=thread["id"],
+        title=name,
+        source=Lane.Source.OWN,
+        cwd=started.get("cwd") or cwd,
+        host=host,
+        runtime_settings=runtime,
         model=started.get("model") or "",
         model_provider=started.get("modelProvider") or "",
     )
@@ -377,7 +423,7 @@ def lane_create(
     return {"lane": lane, "message_accepted": message_accepted, "goal_set": goal_set}
 
 
-# -- send / stop -------------------------------------------------------------------
+# -- send / stop ---------------------------------------------------------------
 
 
 def intro_footer(*, caller_thread_id: str | None) -> str:
@@ -394,19 +440,27 @@ def intro_footer(*, caller_thread_id: str | None) -> str:
         )
     return (
         f"\n\ndispatch (dm): [@{sender.title}](codex://threads/{sender.thread_id}) "
-        f"`{sender.ref}`\n↳ reply `dispatch send {sender.ref} \"...\"`"
+        f'`{sender.ref}`\n↳ reply `dispatch send {sender.ref} "..."`'
     )
 
 
 SEND_AUDIT_OPS = {
-    "send": "send", "steer": "steer", "context": "brief", "interject": "interject",
+    "send": "send",
+    "steer": "steer",
+    "context": "brief",
+    "interject": "interject",
     "queue": "queue",
 }
 
 
 def lane_send(
-    *, lane: Lane, text: str, mode: str, caller_thread_id: str | None = None,
-    intro: bool = False, surface: str,
+    *,
+    lane: Lane,
+    text: str,
+    mode: str,
+    caller_thread_id: str | None = None,
+    intro: bool = False,
+    surface: str,
 ) -> dict[str, Any]:
     """Deliver text to a lane in one of five modes; returns the ack fields."""
     op = SEND_AUDIT_OPS.get(mode)
@@ -425,18 +479,34 @@ def lane_send(
         if mode == "send":
             turn_id = lane_turn_start(lane=lane, text=text)
             audit_record(op="send", lane=lane, detail=text[:120], surface=surface)
-            return {"op": "send", "detail": f"turn {turn_id} started", "turn_id": turn_id}
+            return {
+                "op": "send",
+                "detail": f"turn {turn_id} started",
+                "turn_id": turn_id,
+            }
         if mode == "steer":
             return lane_steer(lane=lane, text=text, surface=surface)
         if mode == "context":
-            lane_rpc(lane, "thread/inject_items", {
-                "threadId": lane.thread_id,
-                "items": [{"type": "message", "role": "user",
-                           "content": [{"type": "input_text", "text": text}]}],
-            })
+            lane_rpc(
+                lane,
+                "thread/inject_items",
+                {
+                    "threadId": lane.thread_id,
+                    "items": [
+                        {
+                            "type": "message",
+                            "role": "user",
+                            "content": [{"type": "input_text", "text": text}],
+                        }
+                    ],
+                },
+            )
             audit_record(op="brief", lane=lane, detail=text[:120], surface=surface)
-            return {"op": "brief", "detail": "context injected; no turn started",
-                    "turn_id": None}
+            return {
+                "op": "brief",
+                "detail": "context injected; no turn started",
+                "turn_id": None,
+            }
         return lane_interject(lane=lane, text=text, surface=surface)
 
 
@@ -448,10 +518,15 @@ def lane_steer(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
             hint=f"send a new turn instead: `dispatch send {lane.ref} ...`",
         )
     try:
-        result = rpc(lane, "turn/steer", {
-            "threadId": lane.thread_id, "expectedTurnId": active,
-            "input": text_input(text),
-        })
+        result = rpc(
+            lane,
+            "turn/steer",
+            {
+                "threadId": lane.thread_id,
+                "expectedTurnId": active,
+                "input": text_input(text),
+            },
+        )
     except gateway.RpcFailed as exc:
         if "no active turn" in exc.message:
             raise ValidationError(
@@ -460,8 +535,11 @@ def lane_steer(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
             ) from None
         raise
     audit_record(op="steer", lane=lane, detail=text[:120], surface=surface)
-    return {"op": "steer", "detail": f"steered turn {active}",
-            "turn_id": result.get("turnId", active)}
+    return {
+        "op": "steer",
+        "detail": f"steered turn {active}",
+        "turn_id": result.get("turnId", active),
+    }
 
 
 def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
@@ -471,28 +549,40 @@ def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
             f"lane {lane.ref} has no active turn to interject into",
             hint=f"send a new turn instead: `dispatch send {lane.ref} ...`",
         )
-    rpc(lane, "turn/interrupt", {"threadId": lane.thread_id, "turnId": active})
+    try:
+        rpc(lane, "turn/interrupt", {"threadId": lane.thread_id, "turnId": active})
+    except gateway.RpcFailed as exc:
+        # The turn ended on its own meanwhile: the new text still goes out.
+        if "no active turn" not in exc.message:
+            raise
     audit_record(op="interrupt", lane=lane, detail="interject", surface=surface)
     wait_turn_end(lane=lane, turn_id=active)
     turn_id = lane_turn_start(lane=lane, text=text)
     audit_record(op="interject", lane=lane, detail=text[:120], surface=surface)
-    return {"op": "interject",
-            "detail": f"interrupted {active}; turn {turn_id} started",
-            "turn_id": turn_id}
+    return {
+        "op": "interject",
+        "detail": f"interrupted {active}; turn {turn_id} started",
+        "turn_id": turn_id,
+    }
 
 
 def lane_queue(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
     message = queued_message_enqueue(lane=lane, text=text)
-    audit_record(op="queue", lane=lane, detail=f"queued message {message.pk}",
-                 surface=surface)
+    audit_record(
+        op="queue", lane=lane, detail=f"queued message {message.pk}", surface=surface
+    )
     lane.refresh_from_db()
     if lane.status == Lane.Status.IDLE and not lane.queue_held:
         gateway.notify_worker(
             lane.host, {"type": "appserver.drain", "thread_id": lane.thread_id}
         )
     pending = queued_message_pending_count(lane=lane)
-    return {"op": "queue", "detail": f"queued message {message.pk}; pending={pending}",
-            "turn_id": None, "queued_message_id": message.pk}
+    return {
+        "op": "queue",
+        "detail": f"queued message {message.pk}; pending={pending}",
+        "turn_id": None,
+        "queued_message_id": message.pk,
+    }
 
 
 def lane_stop(*, lane: Lane, surface: str) -> dict[str, Any]:
@@ -508,7 +598,7 @@ def lane_stop(*, lane: Lane, surface: str) -> dict[str, Any]:
     return {"op": "stop", "detail": f"interrupted turn {active}", "turn_id": active}
 
 
-# -- attach ------------------------------------------------------------------------
+# -- attach --------------------------------------------------------------------
 
 
 def attached_status(thread: dict[str, Any]) -> str:
@@ -529,12 +619,16 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
             f"attach needs a full Codex thread id, not {thread_id!r}",
             hint="find ids with `dispatch list --unmanaged`",
         )
-    existing = Lane.objects.filter(thread_id=thread_id).first() or Lane.objects.filter(
-        ref=thread_id
-    ).first()
+    existing = (
+        Lane.objects.filter(thread_id=thread_id).first()
+        or Lane.objects.filter(ref=thread_id).first()
+    )
     if existing is not None:
-        return {"lane": existing, "registered": False,
-                "sync": lane_sync_latest(lane=existing, surface=surface) if sync else None}
+        return {
+            "lane": existing,
+            "registered": False,
+            "sync": lane_sync_latest(lane=existing, surface=surface) if sync else None,
+        }
     host = settings.DISPATCH_HOST
     with audit_failures(op="attach", lane=thread_id, surface=surface):
         try:
@@ -544,7 +638,8 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
         except AppServerError as exc:
             raise AppServerError(
                 f"attach {thread_id}: {exc.message} (no lane registered)",
-                hint=exc.hint, data=exc.data,
+                hint=exc.hint,
+                data=exc.data,
             ) from None
         name = str(thread.get("name") or "").strip().removeprefix("@").strip()
         base = name or thread_id[:8]
@@ -553,17 +648,21 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
             try:
                 with transaction.atomic():
                     lane = Lane(
-                        thread_id=thread_id, ref=lane_ref_allocate(thread_id=thread_id),
-                        title=lane_title_unique(base=base), source=Lane.Source.ATTACHED,
-                        cwd=str(thread.get("cwd") or ""), host=host,
+                        thread_id=thread_id,
+                        ref=lane_ref_allocate(thread_id=thread_id),
+                        title=lane_title_unique(base=base),
+                        source=Lane.Source.ATTACHED,
+                        cwd=str(thread.get("cwd") or "")[:1024],
+                        host=host,
                         status=attached_status(thread),
-                        model=str(thread.get("model") or ""),
-                        model_provider=str(thread.get("modelProvider") or ""),
+                        model=str(thread.get("model") or "")[:100],
+                        model_provider=str(thread.get("modelProvider") or "")[:100],
                     )
                     lane.full_clean(validate_constraints=False)
                     lane.save()
-                    audit_record(op="attach", lane=lane, detail=thread_id,
-                                 surface=surface)
+                    audit_record(
+                        op="attach", lane=lane, detail=thread_id, surface=surface
+                    )
                 break
             except IntegrityError:
                 lane = Lane.objects.filter(thread_id=thread_id).first()
@@ -571,18 +670,28 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
                     break
         if lane is None:
             raise DispatchError(f"could not register thread {thread_id}")
-    return {"lane": lane, "registered": True,
-            "sync": lane_sync_latest(lane=lane, surface=surface) if sync else None}
+    return {
+        "lane": lane,
+        "registered": True,
+        "sync": lane_sync_latest(lane=lane, surface=surface) if sync else None,
+    }
 
 
 def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
     """Bring latest_turn up to date from the thread's newest turn."""
     with audit_failures(op="sync", lane=lane, surface=surface):
         try:
-            page = rpc(lane, "thread/turns/list", {
-                "threadId": lane.thread_id, "limit": 1, "sortDirection": "desc",
-                "itemsView": "summary",
-            }, timeout=ATTACH_TIMEOUT_SECONDS)
+            page = rpc(
+                lane,
+                "thread/turns/list",
+                {
+                    "threadId": lane.thread_id,
+                    "limit": 1,
+                    "sortDirection": "desc",
+                    "itemsView": "summary",
+                },
+                timeout=ATTACH_TIMEOUT_SECONDS,
+            )
         except gateway.RpcFailed as exc:
             raise gateway.classify_rpc_error(exc) from None
     turns = page.get("data") or []
@@ -608,10 +717,12 @@ def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
     }
 
 
-# -- rename / archive / restore ----------------------------------------------------
+# -- rename / archive / restore ------------------------------------------------
 
 
-def thread_rename(*, target: str, new: str, surface: str) -> tuple[Lane | None, dict[str, Any]]:
+def thread_rename(
+    *, target: str, new: str, surface: str
+) -> tuple[Lane | None, dict[str, Any]]:
     """Rename a managed lane (title + Codex name) or an unmanaged thread."""
     lane, thread_id = resolve_lane_or_thread(target)
     with audit_failures(op="lane-rename", lane=lane or thread_id, surface=surface):
@@ -638,7 +749,9 @@ def thread_rename(*, target: str, new: str, surface: str) -> tuple[Lane | None, 
                 lane_title_free(title=name, exclude=lane)
                 raise
             lane.refresh_from_db()
-    audit_record(op="lane-rename", lane=lane or thread_id, detail=detail, surface=surface)
+    audit_record(
+        op="lane-rename", lane=lane or thread_id, detail=detail, surface=surface
+    )
     return lane, meta
 
 
@@ -687,7 +800,7 @@ def thread_restore(*, target: str, surface: str) -> tuple[Lane | None, dict[str,
     return lane, thread
 
 
-# -- goals -------------------------------------------------------------------------
+# -- goals ---------------------------------------------------------------------
 
 
 def goal_fetch(*, lane: Lane) -> dict[str, Any] | None:
@@ -704,8 +817,12 @@ def goal_fetch(*, lane: Lane) -> dict[str, Any] | None:
 
 
 def lane_goal_set(
-    *, lane: Lane, objective: str | None, status: str | None,
-    token_budget: int | None, surface: str,
+    *,
+    lane: Lane,
+    objective: str | None,
+    status: str | None,
+    token_budget: int | None,
+    surface: str,
 ) -> dict[str, Any] | None:
     with audit_failures(op="goal-set", lane=lane, surface=surface):
         if objective is None and status is None and token_budget is None:
@@ -722,7 +839,7 @@ def lane_goal_set(
             raise ValidationError(
                 f"lane {lane.ref} has no goal yet: an objective is required to "
                 "create one (status and token_budget only update an existing goal)",
-                hint=f'create one with an objective: `dispatch goal set {lane.ref} "..."`',
+                hint=f'pass an objective: `dispatch goal set {lane.ref} "..."`',
             )
         try:
             goal = goal_set_remote(
@@ -730,11 +847,17 @@ def lane_goal_set(
             )
         except gateway.RpcFailed as exc:
             raise gateway.classify_rpc_error(exc) from None
-    parts = [f"{k}={v}" for k, v in
-             (("status", status), ("token_budget", token_budget)) if v is not None]
-    audit_record(op="goal-set", lane=lane,
-                 detail=" ".join([objective[:100] if objective else "", *parts]).strip(),
-                 surface=surface)
+    parts = [
+        f"{k}={v}"
+        for k, v in (("status", status), ("token_budget", token_budget))
+        if v is not None
+    ]
+    audit_record(
+        op="goal-set",
+        lane=lane,
+        detail=" ".join([objective[:100] if objective else "", *parts]).strip(),
+        surface=surface,
+    )
     return goal
 
 
@@ -748,18 +871,29 @@ def lane_goal_clear(*, lane: Lane, surface: str) -> bool:
         Lane.objects.filter(pk=lane.pk).update(goal=None)
         lane.goal = None
     cleared = bool((result or {}).get("cleared", True))
-    audit_record(op="goal-clear", lane=lane,
-                 detail="cleared" if cleared else "no goal", surface=surface)
+    audit_record(
+        op="goal-clear",
+        lane=lane,
+        detail="cleared" if cleared else "no goal",
+        surface=surface,
+    )
     return cleared
 
 
-# -- fork / rollback / compact -------------------------------------------------------
+# -- fork / rollback / compact -------------------------------------------------
 
 
 def lane_fork(
-    *, lane: Lane, name: str, cwd: str | None, model: str | None,
-    sandbox: str | None, approval_policy: str | None, effort: str | None,
-    last_turn_id: str | None, surface: str,
+    *,
+    lane: Lane,
+    name: str,
+    cwd: str | None,
+    model: str | None,
+    sandbox: str | None,
+    approval_policy: str | None,
+    effort: str | None,
+    last_turn_id: str | None,
+    surface: str,
 ) -> Lane:
     """Fork a lane's thread into a new owned lane that keeps its settings."""
     with audit_failures(op="fork", lane=lane, surface=surface):
@@ -767,8 +901,12 @@ def lane_fork(
         lane_title_free(title=name)
         lane_prepare_write(lane)
         params: dict[str, Any] = {"threadId": lane.thread_id, "excludeTurns": True}
-        overrides = {"model": model, "sandbox": sandbox,
-                     "approval_policy": approval_policy, "effort": effort}
+        overrides = {
+            "model": model,
+            "sandbox": sandbox,
+            "approval_policy": approval_policy,
+            "effort": effort,
+        }
         if cwd:
             params["cwd"] = cwd
         if model:
@@ -784,17 +922,23 @@ def lane_fork(
         except gateway.RpcFailed as exc:
             raise gateway.classify_rpc_error(exc) from None
         thread = result["thread"]
-        runtime = {**(lane.runtime_settings or {}),
-                   **{k: v for k, v in overrides.items() if v}}
+        runtime = {
+            **(lane.runtime_settings or {}),
+            **{k: v for k, v in overrides.items() if v},
+        }
         forked = lane_register(
-            thread_id=thread["id"], title=name, source=Lane.Source.OWN,
+            thread_id=thread["id"],
+            title=name,
+            source=Lane.Source.OWN,
             cwd=str(result.get("cwd") or thread.get("cwd") or cwd or lane.cwd),
-            host=lane.host, runtime_settings=runtime,
+            host=lane.host,
+            runtime_settings=runtime,
             model=str(result.get("model") or thread.get("model") or ""),
             model_provider=str(result.get("modelProvider") or ""),
         )
-    audit_record(op="fork", lane=forked, detail=f"forked from {lane.ref}",
-                 surface=surface)
+    audit_record(
+        op="fork", lane=forked, detail=f"forked from {lane.ref}", surface=surface
+    )
     try:
         rpc(forked, "thread/name/set", {"threadId": forked.thread_id, "name": name})
     except DispatchError:
@@ -807,8 +951,9 @@ def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
         lane_prepare_write(lane)
         lane_busy_check(lane)
         try:
-            lane_rpc(lane, "thread/rollback",
-                     {"threadId": lane.thread_id, "numTurns": turns})
+            lane_rpc(
+                lane, "thread/rollback", {"threadId": lane.thread_id, "numTurns": turns}
+            )
         except gateway.RpcFailed as exc:
             if not method_unavailable(exc):
                 raise gateway.classify_rpc_error(exc) from None
@@ -818,15 +963,16 @@ def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
                 f"{lane.host!r} has no thread/rollback method; nothing was changed",
                 hint=(
                     "to continue from an earlier point, fork the lane instead: "
-                    f"`dispatch lane fork {lane.ref} --name NAME --last-turn-id TURN_ID`"
-                    " (turn ids: `dispatch tail " + lane.ref + "`)"
+                    f"`dispatch lane fork {lane.ref} --name NAME --last-turn-id TURN`"
+                    f" (turn ids: `dispatch tail {lane.ref}`)"
                 ),
                 data={"method": "thread/rollback", "app_server_version": version},
             ) from None
         Lane.objects.filter(pk=lane.pk).update(status=Lane.Status.IDLE)
         lane.refresh_from_db()
-    audit_record(op="rollback", lane=lane, detail=f"rolled back {turns} turn(s)",
-                 surface=surface)
+    audit_record(
+        op="rollback", lane=lane, detail=f"rolled back {turns} turn(s)", surface=surface
+    )
 
 
 def lane_compact(*, lane: Lane, surface: str) -> dict[str, Any]:

@@ -82,7 +82,7 @@ class Budget:
             self.seconds_left <= 0
             or self.turns >= self.max_turns
             or self.items >= self.max_items
-            or self.bytes >= self.max_bytes
+            or (self.items > 0 and self.bytes >= self.max_bytes)
         ):
             raise Truncated()
 
@@ -108,8 +108,9 @@ class SyncRun:
         size = len(json.dumps(page, separators=(",", ":"), default=str))
         self.budget.pages += 1
         # A page past the byte budget is dropped (and fetched again by the
-        # next sync), except the first: every sync must make progress.
-        if self.budget.bytes and self.budget.bytes + size > self.budget.max_bytes:
+        # next sync) once this sync indexed something: each sync must make
+        # progress, even when one page is larger than the whole budget.
+        if self.budget.items and self.budget.bytes + size > self.budget.max_bytes:
             self.budget.bytes += size
             raise Truncated()
         self.budget.bytes += size

@@ -29,6 +29,20 @@ def journal_last_seq(thread_id: str) -> int:
     return int(last or 0)
 
 
+def journal_last_seqs(thread_ids: list[str]) -> dict[str, int]:
+    """The last journaled seq of each thread (one indexed lookup each)."""
+    latest = {}
+    for thread_id in thread_ids:
+        row = (
+            LaneEvent.objects.filter(thread_id=thread_id)
+            .order_by("-seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
+        latest[thread_id] = int(row or 0)
+    return latest
+
+
 def journal_page(
     thread_id: str, *, after: int, limit: int, upto: int | None = None
 ) -> list[LaneEvent]:
@@ -43,7 +57,10 @@ def journal_frames(
     thread_id: str, *, after: int, limit: int, upto: int | None = None
 ) -> list[dict[str, Any]]:
     """`journal_page` as websocket frames (`LaneEvent.as_frame`)."""
-    return [e.as_frame() for e in journal_page(thread_id, after=after, limit=limit, upto=upto)]
+    return [
+        e.as_frame()
+        for e in journal_page(thread_id, after=after, limit=limit, upto=upto)
+    ]
 
 
 def watch_event(event: LaneEvent) -> dict[str, Any]:

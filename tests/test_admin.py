@@ -170,3 +170,14 @@ def test_it_reports_op_errors_as_messages(
     response = act(admin_client, "stop_turn", [lane])
     assert response.status_code == 200
     assert "no worker" in response.content.decode()
+
+
+def test_it_revokes_tokens_from_the_admin(admin_client: Client) -> None:
+    token, _raw = api_token_create(name="leaked")
+    admin_client.post(
+        url(ApiToken, "changelist"),
+        {"action": "revoke", "_selected_action": [str(token.pk)]},
+        follow=True,
+    )
+    token.refresh_from_db()
+    assert token.revoked_at is not None

@@ -228,9 +228,11 @@ def test_it_keeps_same_named_models_of_different_ops_apart() -> None:
 def test_it_registers_the_mcp_command() -> None:
     from dispatchsite.surfaces.commands import load_commands
 
+    from dispatchsite.surfaces import mcp_command
+
     command = load_commands()["mcp"]
 
-    assert command.run is dmcp.mcp_command
+    assert command.run is mcp_command.mcp_command
 
 
 # -- the adapter, in process, against a stubbed REST API ---------------------

@@ -6,7 +6,7 @@ A new op that a surface misses fails here, naming the op and the surface.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 from collections import defaultdict
 from typing import Any
 
@@ -144,7 +144,16 @@ def test_it_gives_each_rest_route_to_one_op() -> None:
 
 # -- MCP ----------------------------------------------------------------------
 
-MCP_IMPORTABLE = importlib.util.find_spec("dispatchsite.surfaces.mcp") is not None
+
+def mcp_importable() -> bool:
+    try:
+        importlib.import_module("dispatchsite.surfaces.mcp")
+    except ImportError:
+        return False
+    return True
+
+
+MCP_IMPORTABLE = mcp_importable()
 
 
 def mcp_table() -> dict[str, dict[str, str]]:

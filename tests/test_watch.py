@@ -34,10 +34,15 @@ from tests.support.stack import REPO, Stack, pid_alive, wait_for
 
 BACKENDS = [
     "fake",
-    pytest.param("real", marks=[
-        pytest.mark.e2e,
-        pytest.mark.skipif(codex_binary() is None, reason="codex binary not installed"),
-    ]),
+    pytest.param(
+        "real",
+        marks=[
+            pytest.mark.e2e,
+            pytest.mark.skipif(
+                codex_binary() is None, reason="codex binary not installed"
+            ),
+        ],
+    ),
 ]
 SLOW = "[[slow:0.3]]"  # 20 deltas 0.3 s apart, on either backend
 
@@ -48,15 +53,20 @@ SLOW = "[[slow:0.3]]"  # 20 deltas 0.3 s apart, on either backend
 @pytest.fixture
 def alpha(db: None) -> Lane:
     return lane_register(
-        thread_id="thread-alpha", title="alpha", source="own", cwd="/tmp",
+        thread_id="thread-alpha",
+        title="alpha",
+        source="own",
+        cwd="/tmp",
         host="testhost",
     )
 
 
 def record(lane: Lane, count: int, counter: SeqCounter) -> None:
     messages = [
-        {"method": "item/agentMessage/delta",
-         "params": {"threadId": lane.thread_id, "turnId": "t1", "delta": str(n)}}
+        {
+            "method": "item/agentMessage/delta",
+            "params": {"threadId": lane.thread_id, "turnId": "t1", "delta": str(n)},
+        }
         for n in range(count)
     ]
     journal_write_batch(messages, counter)
@@ -71,7 +81,8 @@ def test_it_pages_the_journal_with_after(alpha: Lane) -> None:
     first = watch(lane="@alpha", after=0, limit=2)
     assert [e["seq"] for e in first["events"]] == [1, 2]
     assert first["events"][0] == {
-        "seq": 1, "method": "item/agentMessage/delta",
+        "seq": 1,
+        "method": "item/agentMessage/delta",
         "params": {"threadId": "thread-alpha", "turnId": "t1", "delta": "0"},
         "request_id": None,
     }
@@ -124,10 +135,7 @@ def test_it_validates_the_bounds(alpha: Lane) -> None:
             watch(lane=alpha.ref, **bad)
 
 
-def test_it_serves_watch_over_rest(
-    alpha: Lane, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("dispatchsite.surfaces.rest.THREAD_SENSITIVE", True)
+def test_it_serves_watch_over_rest(alpha: Lane) -> None:
     record(alpha, 3, SeqCounter())
     raw = api_token_create(name="watch-rest")[1]
     api = Client(headers={"Authorization": f"Bearer {raw}"})
@@ -184,7 +192,8 @@ class Watcher:
         self.socket = connect(
             f"{url}/ws/lanes/{lane}/events?after={after}",
             additional_headers={"Authorization": f"Bearer {token}"},
-            max_size=None, proxy=None,
+            max_size=None,
+            proxy=None,
         ).__enter__()  # closed in close()
         self.frames: list[dict[str, Any]] = []
         self.thread = threading.Thread(target=self.read, daemon=True)
@@ -216,9 +225,13 @@ def assert_watcher_matches_journal(
 ) -> list[tuple[int, str]]:
     """Wait for the watcher to catch up, then compare it with the journal."""
     journal = wait_for(
-        lambda: (rows := journal_after(stack, thread_id, after))
-        and len(watcher.frames) >= len(rows) and rows,
-        timeout=15, what="the watcher to catch up with the journal",
+        lambda: (
+            (rows := journal_after(stack, thread_id, after))
+            and len(watcher.frames) >= len(rows)
+            and rows
+        ),
+        timeout=15,
+        what="the watcher to catch up with the journal",
     )
     time.sleep(0.3)  # anything extra (a duplicate) would arrive by now
     journal = journal_after(stack, thread_id, after)
@@ -229,9 +242,15 @@ def assert_watcher_matches_journal(
 
 def mid_turn(stack: Stack, thread_id: str, after: int, deltas: int) -> None:
     wait_for(
-        lambda: sum(m == "item/agentMessage/delta"
-                    for _s, m in journal_after(stack, thread_id, after)) >= deltas,
-        timeout=30, what=f"{deltas} deltas of the slow turn",
+        lambda: (
+            sum(
+                m == "item/agentMessage/delta"
+                for _s, m in journal_after(stack, thread_id, after)
+            )
+            >= deltas
+        ),
+        timeout=30,
+        what=f"{deltas} deltas of the slow turn",
     )
 
 
@@ -244,8 +263,13 @@ def test_it_streams_a_turn_to_a_watcher_that_joins_mid_turn(stack: Stack) -> Non
     mid_turn(stack, lane["id"], before, deltas=3)
     watcher = Watcher(stack, lane["ref"], after=before, token=token)
     try:
-        stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed"
-                        and r["latest_turn_id"] != "", timeout=30)
+        stack.wait_lane(
+            lane["id"],
+            lambda r: (
+                r["latest_turn_status"] == "completed" and r["latest_turn_id"] != ""
+            ),
+            timeout=30,
+        )
         journal = assert_watcher_matches_journal(stack, watcher, lane["id"], before)
     finally:
         watcher.close()
@@ -266,16 +290,20 @@ def test_it_streams_every_event_once_across_a_worker_kill(stack: Stack) -> None:
         mid_turn(stack, lane["id"], before, deltas=5)
         app_server = stack.worker_state()["app_server_pid"]
         stack.kill("worker", signal.SIGKILL)
-        wait_for(lambda: not pid_alive(app_server), timeout=10,
-                 what="the orphaned app-server to exit")
+        wait_for(
+            lambda: not pid_alive(app_server),
+            timeout=10,
+            what="the orphaned app-server to exit",
+        )
         stack.start_worker()
         row = stack.wait_lane(lane["id"], lambda r: r["status"] == "idle", timeout=20)
         assert row["latest_turn_status"] == "interrupted"
         cut = assert_watcher_matches_journal(stack, watcher, lane["id"], before)
         assert "turn/completed" not in [m for _s, m in cut]  # cut short
         stack.cli_ok("send", lane["ref"], "after the crash")
-        stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed",
-                        timeout=30)
+        stack.wait_lane(
+            lane["id"], lambda r: r["latest_turn_status"] == "completed", timeout=30
+        )
         journal = assert_watcher_matches_journal(stack, watcher, lane["id"], before)
     finally:
         watcher.close()
@@ -291,9 +319,20 @@ def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
         stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
         env = {**stack.env, "DISPATCH_URL": str(stack.web_url)}
         follow = subprocess.Popen(
-            [sys.executable, "-m", "dispatchsite.cli", "watch", lane["ref"],
-             "--follow", "--after", "0"],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "dispatchsite.cli",
+                "watch",
+                lane["ref"],
+                "--follow",
+                "--after",
+                "0",
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         try:
@@ -318,7 +357,13 @@ def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
         assert follow.stderr is not None and follow.stderr.read() == ""
         assert [f["seq"] for f in lines] == [s for s, _m in stack.events(lane["id"])]
         assert set(lines[0]) == {
-            "seq", "method", "params", "request_id", "turn_id", "item_id", "received_at"
+            "seq",
+            "method",
+            "params",
+            "request_id",
+            "turn_id",
+            "item_id",
+            "received_at",
         }
     finally:
         stack.stop()

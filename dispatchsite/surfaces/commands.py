@@ -18,7 +18,7 @@ from typing import Any
 COMMAND_MODULES = (
     "dispatchsite.runtime.commands",
     "dispatchsite.surfaces.tools",
-    "dispatchsite.surfaces.mcp",
+    "dispatchsite.surfaces.mcp_command",
     "lanes.commands",
     "lanes.commands_watch",
     "lanes.commands_journal",

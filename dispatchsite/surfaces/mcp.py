@@ -18,7 +18,6 @@ input schema from a Python signature, which cannot express the
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import hmac
@@ -36,7 +35,6 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 
 from dispatchsite.ops import Op, internal_fields, load_ops, public_schema
-from dispatchsite.surfaces.commands import register_command
 
 SERVER_NAME = "dispatch"
 OPS_PATH = "/api/v1/ops/"
@@ -45,7 +43,7 @@ OPS_PATH = "/api/v1/ops/"
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 TOKEN_NAME = "mcp-local"
 TOKEN_FILE = "mcp-token"
-DEFAULT_HTTP_PORT = 8766
+
 # Connection refused is instant; this only bounds a black-holed host, so a
 # stopped daemon is reported within seconds instead of hanging the model.
 CONNECT_TIMEOUT_S = 2.0
@@ -722,34 +720,14 @@ def serve_http(
 # -- the `dispatch mcp` command -----------------------------------------------
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--http",
-        action="store_true",
-        help="serve streamable HTTP on 127.0.0.1 instead of stdio",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_HTTP_PORT,
-        help=f"HTTP port with --http (default {DEFAULT_HTTP_PORT})",
-    )
-
-
-@register_command(
-    "mcp",
-    help="serve the dispatch MCP tools (stdio; --http for streamable HTTP)",
-    configure=_configure,
-    needs_db=False,
-)
-def mcp_command(args: argparse.Namespace) -> None:
+def run_mcp(*, http: bool, port: int) -> None:
     import anyio
 
     from dispatchsite.errors import ValidationError
 
     token = CachedToken()
     server = build_server(local_base_url, token)
-    if not args.http:
+    if not http:
         anyio.run(serve_stdio, server)
         return None
     if not token():
@@ -757,9 +735,9 @@ def mcp_command(args: argparse.Namespace) -> None:
             "`dispatch mcp --http` needs an API token", hint=TOKEN_FIX
         )
     print(
-        f"dispatch mcp: streamable HTTP on http://127.0.0.1:{args.port}/mcp",
+        f"dispatch mcp: streamable HTTP on http://127.0.0.1:{port}/mcp",
         file=sys.stderr,
         flush=True,
     )
-    serve_http(server, token=token, port=args.port)
+    serve_http(server, token=token, port=port)
     return None

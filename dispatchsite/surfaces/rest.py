@@ -13,6 +13,11 @@ to the client. Their OpenAPI operations say so and carry
 
 `POST /ops/{op_id}` runs any op with its input as the JSON body; the MCP
 adapter uses it so that it needs no per-op route knowledge.
+
+Views are sync on purpose: under ASGI, Django runs each request's sync code
+on a thread of its own (asgiref's per-request ThreadSensitiveContext), so an
+op blocked on the worker (turn/start, a watch long poll) stalls no other
+request, and auth and the op share one thread and one DB connection.
 """
 
 from __future__ import annotations
@@ -28,17 +33,12 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Body, Path, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict, create_model
 
-from dispatchsite.errors import ValidationError
+from dispatchsite.errors import NotFoundError, ValidationError
 from dispatchsite.ops import Op, OpContext, execute, internal_fields, load_ops
 
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PATH_FIELD = re.compile(r"{(\w+)}")
-
-# Views are sync on purpose: under ASGI, Django runs each request's sync code
-# in a thread of its own (asgiref ThreadSensitiveContext), so an op blocked on
-# the worker (turn/start, a watch long poll) stalls nobody else, and auth and
-# the op share one thread and one DB connection.
 
 
 class ErrorBody(Schema):
@@ -195,8 +195,6 @@ def run_any_op(request: HttpRequest, op_id: str) -> HttpResponse:
     """Run any op; the JSON body is its input (see its input schema)."""
     op = load_ops().get(op_id)
     if op is None:
-        from dispatchsite.errors import NotFoundError
-
         raise NotFoundError(f"unknown op {op_id!r}", hint="see GET /api/v1/ops")
     try:
         body = json.loads(request.body) if request.body else None

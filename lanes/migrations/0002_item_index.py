@@ -5,7 +5,6 @@ import django.db.models.lookups
 import django.utils.timezone
 from django.db import migrations, models
 
-
 # Full-text search over LaneItem.text. SQLite: an external-content FTS5
 # table kept current by triggers, so every write path (live indexer, sync,
 # admin, deletes) is covered. Postgres: a GIN expression index that
@@ -13,7 +12,7 @@ from django.db import migrations, models
 SQLITE_FTS = [
     "CREATE VIRTUAL TABLE IF NOT EXISTS lanes_laneitem_fts USING fts5("
     "text, content='lanes_laneitem', content_rowid='id', "
-    "tokenize='unicode61 remove_diacritics 2')",
+    "tokenize='unicode61 remove_diacritics 2', prefix='3')",
     "CREATE TRIGGER IF NOT EXISTS lanes_laneitem_fts_ai AFTER INSERT ON lanes_laneitem "
     "BEGIN INSERT INTO lanes_laneitem_fts(rowid, text) VALUES (new.id, new.text); END",
     "CREATE TRIGGER IF NOT EXISTS lanes_laneitem_fts_ad AFTER DELETE ON lanes_laneitem "
@@ -50,84 +49,160 @@ def run_for_vendor(sqlite, postgres):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lanes', '0001_initial'),
+        ("lanes", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LaneItem',
+            name="LaneItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('thread_id', models.CharField(max_length=64)),
-                ('turn_id', models.CharField(blank=True, max_length=64)),
-                ('item_id', models.CharField(max_length=128)),
-                ('item_type', models.CharField(max_length=64)),
-                ('role', models.CharField(blank=True, max_length=16)),
-                ('tool', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(blank=True, max_length=32)),
-                ('text', models.TextField(blank=True)),
-                ('files', models.JSONField(blank=True, default=list)),
-                ('payload', models.JSONField(blank=True, null=True)),
-                ('bytes', models.PositiveIntegerField(default=0)),
-                ('source', models.CharField(choices=[('live', 'Live'), ('sync', 'Sync')], max_length=8)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("thread_id", models.CharField(max_length=64)),
+                ("turn_id", models.CharField(blank=True, max_length=64)),
+                ("item_id", models.CharField(max_length=128)),
+                ("item_type", models.CharField(max_length=64)),
+                ("role", models.CharField(blank=True, max_length=16)),
+                ("tool", models.CharField(blank=True, max_length=200)),
+                ("status", models.CharField(blank=True, max_length=32)),
+                ("text", models.TextField(blank=True)),
+                ("files", models.JSONField(blank=True, default=list)),
+                ("payload", models.JSONField(blank=True, null=True)),
+                ("bytes", models.PositiveIntegerField(default=0)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("live", "Live"), ("sync", "Sync")], max_length=8
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['thread_id', 'created_at'], name='lane_item_time'), models.Index(fields=['created_at'], name='lane_item_created')],
-                'constraints': [models.UniqueConstraint(fields=('thread_id', 'item_id'), name='lane_item_unique'), models.CheckConstraint(condition=django.db.models.lookups.LessThanOrEqual(django.db.models.functions.text.Length('text'), 16384), name='lane_item_text_bounded'), models.CheckConstraint(condition=models.Q(('source__in', ['live', 'sync'])), name='lane_item_source_valid')],
+                "indexes": [
+                    models.Index(
+                        fields=["thread_id", "created_at"], name="lane_item_time"
+                    ),
+                    models.Index(fields=["created_at"], name="lane_item_created"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("thread_id", "item_id"), name="lane_item_unique"
+                    ),
+                    models.CheckConstraint(
+                        condition=django.db.models.lookups.LessThanOrEqual(
+                            django.db.models.functions.text.Length("text"), 16384
+                        ),
+                        name="lane_item_text_bounded",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("source__in", ["live", "sync"])),
+                        name="lane_item_source_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LaneSyncState',
+            name="LaneSyncState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('thread_id', models.CharField(max_length=64, unique=True)),
-                ('state', models.CharField(default='unknown', max_length=16)),
-                ('capability', models.CharField(default='unknown', max_length=24)),
-                ('head_turn_id', models.CharField(blank=True, max_length=64)),
-                ('history_complete', models.BooleanField(default=False)),
-                ('resume_active', models.BooleanField(default=False)),
-                ('resume_cursor', models.TextField(blank=True)),
-                ('resume_top_turn_id', models.CharField(blank=True, max_length=64)),
-                ('resume_full', models.BooleanField(default=False)),
-                ('item_turn_id', models.CharField(blank=True, max_length=64)),
-                ('item_cursor', models.TextField(blank=True)),
-                ('running_until', models.DateTimeField(blank=True, null=True)),
-                ('last_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('pages_scanned', models.PositiveIntegerField(default=0)),
-                ('turns_indexed', models.PositiveIntegerField(default=0)),
-                ('items_indexed', models.PositiveIntegerField(default=0)),
-                ('unchanged_skipped', models.PositiveIntegerField(default=0)),
-                ('scanned_bytes', models.PositiveBigIntegerField(default=0)),
-                ('duration_ms', models.PositiveIntegerField(default=0)),
-                ('truncated', models.BooleanField(default=False)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("thread_id", models.CharField(max_length=64, unique=True)),
+                ("state", models.CharField(default="unknown", max_length=16)),
+                ("capability", models.CharField(default="unknown", max_length=24)),
+                ("head_turn_id", models.CharField(blank=True, max_length=64)),
+                ("history_complete", models.BooleanField(default=False)),
+                ("resume_active", models.BooleanField(default=False)),
+                ("resume_cursor", models.TextField(blank=True)),
+                ("resume_top_turn_id", models.CharField(blank=True, max_length=64)),
+                ("resume_full", models.BooleanField(default=False)),
+                ("item_turn_id", models.CharField(blank=True, max_length=64)),
+                ("item_cursor", models.TextField(blank=True)),
+                ("running_until", models.DateTimeField(blank=True, null=True)),
+                ("last_synced_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("pages_scanned", models.PositiveIntegerField(default=0)),
+                ("turns_indexed", models.PositiveIntegerField(default=0)),
+                ("items_indexed", models.PositiveIntegerField(default=0)),
+                ("unchanged_skipped", models.PositiveIntegerField(default=0)),
+                ("scanned_bytes", models.PositiveBigIntegerField(default=0)),
+                ("duration_ms", models.PositiveIntegerField(default=0)),
+                ("truncated", models.BooleanField(default=False)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('state__in', ['unknown', 'partial', 'complete', 'error'])), name='lane_sync_state_valid'), models.CheckConstraint(condition=models.Q(('capability__in', ['unknown', 'supported', 'turn-page-fallback', 'unsupported'])), name='lane_sync_capability_valid')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("state__in", ["unknown", "partial", "complete", "error"])
+                        ),
+                        name="lane_sync_state_valid",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "capability__in",
+                                [
+                                    "unknown",
+                                    "supported",
+                                    "turn-page-fallback",
+                                    "unsupported",
+                                ],
+                            )
+                        ),
+                        name="lane_sync_capability_valid",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LaneTurn',
+            name="LaneTurn",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('thread_id', models.CharField(max_length=64)),
-                ('turn_id', models.CharField(max_length=64)),
-                ('status', models.CharField(blank=True, max_length=32)),
-                ('error', models.TextField(blank=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('duration_ms', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('live_started', models.BooleanField(default=False)),
-                ('live_completed', models.BooleanField(default=False)),
-                ('items_synced_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("thread_id", models.CharField(max_length=64)),
+                ("turn_id", models.CharField(max_length=64)),
+                ("status", models.CharField(blank=True, max_length=32)),
+                ("error", models.TextField(blank=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("duration_ms", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("live_started", models.BooleanField(default=False)),
+                ("live_completed", models.BooleanField(default=False)),
+                ("items_synced_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['thread_id', 'started_at'], name='lane_turn_started')],
-                'constraints': [models.UniqueConstraint(fields=('thread_id', 'turn_id'), name='lane_turn_unique')],
+                "indexes": [
+                    models.Index(
+                        fields=["thread_id", "started_at"], name="lane_turn_started"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("thread_id", "turn_id"), name="lane_turn_unique"
+                    )
+                ],
             },
         ),
         migrations.RunPython(

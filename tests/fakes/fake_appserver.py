@@ -9,7 +9,13 @@ can list and `thread/resume` them.
 
 Knobs (environment):
   FAKE_APPSERVER_MODE        normal | crash_after_init | crash_on_turn | hang |
-                             garbage | approval | invalid_config
+                             garbage | approval | invalid_config | firehose
+  FAKE_APPSERVER_FIREHOSE_LANES / _RATE / _SECONDS / _START   firehose mode
+                             (benchmarks): after initialize, emit
+                             `item/agentMessage/delta` on LANES threads
+                             `firehose-000`... at RATE per thread per second
+                             for SECONDS, each with a wall-clock `sentAt`;
+                             if _START names a file, wait until it exists
   FAKE_APPSERVER_TURN_DELAY  seconds before each agent delta (default 0), so a
                              turn can be steered or interrupted
   FAKE_APPSERVER_LOG         append every received line, as JSON, to this file
@@ -354,6 +360,37 @@ class FakeAppServer:
                 },
             )
         self.emit("remoteControl/status/changed", {"status": "disabled"})
+        if self.mode == "firehose":
+            threading.Thread(target=self._firehose, daemon=True).start()
+
+    def _firehose(self) -> None:
+        """Deltas at a fixed rate on synthetic threads, stamped for latency."""
+        lanes = int(os.environ.get("FAKE_APPSERVER_FIREHOSE_LANES", "20"))
+        rate = float(os.environ.get("FAKE_APPSERVER_FIREHOSE_RATE", "100"))
+        seconds = float(os.environ.get("FAKE_APPSERVER_FIREHOSE_SECONDS", "10"))
+        start = os.environ.get("FAKE_APPSERVER_FIREHOSE_START")
+        while start and not os.path.exists(start):
+            time.sleep(0.01)
+        total = int(lanes * rate * seconds)
+        # Threads take turns, so each sees an even RATE, not bursts.
+        interval = 1.0 / (lanes * rate)
+        began = time.monotonic()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.monotonic() - began) / interval) + 1)
+            while sent < due:
+                lane, n = sent % lanes, sent // lanes
+                params = {
+                    "threadId": f"firehose-{lane:03d}",
+                    "turnId": "firehose",
+                    "itemId": f"firehose-{lane:03d}",
+                    "delta": "x",
+                    "n": n,
+                    "sentAt": time.time(),
+                }
+                self.write({"method": "item/agentMessage/delta", "params": params})
+                sent += 1
+            time.sleep(max(0.0, began + sent * interval - time.monotonic()))
 
     # -- threads ---------------------------------------------------------------
 

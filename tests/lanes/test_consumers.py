@@ -7,6 +7,7 @@ and published with the worker's own `publish`, over the in-memory layer.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,15 @@ from lanes.tokens import api_token_create
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 THREAD = "thread-alpha"
-FRAME_KEYS = {"seq", "method", "params", "request_id", "turn_id", "item_id", "received_at"}
+FRAME_KEYS = {
+    "seq",
+    "method",
+    "params",
+    "request_id",
+    "turn_id",
+    "item_id",
+    "received_at",
+}
 
 
 class Journal:
@@ -39,8 +48,12 @@ class Journal:
         messages = [
             {
                 "method": "item/agentMessage/delta",
-                "params": {"threadId": thread_id, "turnId": "turn-1", "itemId": "msg-1",
-                           "delta": delta},
+                "params": {
+                    "threadId": thread_id,
+                    "turnId": "turn-1",
+                    "itemId": "msg-1",
+                    "delta": delta,
+                },
             }
             for delta in deltas
         ]
@@ -160,6 +173,48 @@ async def test_it_refills_a_gap_when_a_group_message_is_dropped(
     assert await socket.receive_nothing(timeout=0.3)
 
 
+async def test_it_refills_a_dropped_last_message_without_a_later_one(
+    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "RECONCILE_SECONDS", 0.05)
+    socket = await connect()
+    await journal.record_and_publish("a")
+    assert await receive_seqs(socket, 1) == [1]
+    await journal.record("b", "c")  # the layer dropped it; nothing follows
+    assert await receive_seqs(socket, 2) == [2, 3]
+    assert await socket.receive_nothing(timeout=0.3)
+
+
+async def test_it_takes_one_message_for_all_lanes_of_a_batch(
+    lane: Lane, journal: Journal, connect: Any
+) -> None:
+    from channels.layers import get_channel_layer
+
+    socket = await connect()
+    assert await socket.receive_nothing(timeout=0.1)  # replay done: only live now
+    result = await journal.record("a", "b")
+    frames = [frame for _thread, frame in result.frames]
+    other = {
+        "type": "lane.events",
+        "thread_id": "thread-other",
+        "first_seq": 1,
+        "last_seq": 1,
+        "frames": [{**frames[0], "seq": 1}],
+    }
+    ours = {
+        "type": "lane.events",
+        "thread_id": THREAD,
+        "first_seq": 1,
+        "last_seq": 2,
+        "frames": frames,
+    }
+    await get_channel_layer().group_send(
+        consumers.ALL_LANES_GROUP, {"type": "lanes.events", "batches": [other, ours]}
+    )
+    assert await receive_seqs(socket, 2) == [1, 2]
+    assert await socket.receive_nothing(timeout=0.3)
+
+
 async def test_it_reads_large_batches_from_the_journal(
     lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,18 +248,22 @@ async def test_it_bounds_the_buffer_of_a_slow_client(
     sent: list[int] = []
     high_water = 0
 
-    async def slow_send(frame: dict[str, Any]) -> None:
+    async def slow_send(text_data: str) -> None:
         await asyncio.sleep(0.005)  # a client that reads slowly
-        sent.append(frame["seq"])
+        sent.append(json.loads(text_data)["seq"])
 
-    consumer.send_json = slow_send  # type: ignore[method-assign]
+    consumer.send = slow_send  # type: ignore[method-assign,assignment]
     pump = asyncio.create_task(consumer.pump())
     try:
         for n in range(60):
             result = await journal.record(f"d{n}")
-            message = {"type": "lane.events", "thread_id": THREAD,
-                       "first_seq": n + 1, "last_seq": n + 1,
-                       "frames": [f for _t, f in result.frames]}
+            message = {
+                "type": "lane.events",
+                "thread_id": THREAD,
+                "first_seq": n + 1,
+                "last_seq": n + 1,
+                "frames": [f for _t, f in result.frames],
+            }
             await consumer.lane_events(message)
             high_water = max(high_water, consumer.pending_frames)
         for _ in range(300):
@@ -257,11 +316,17 @@ async def test_it_accepts_a_staff_session_from_the_same_origin(
 ) -> None:
     await journal.record("a")
     cookie = await sync_to_async(staff_session_cookie)(staff=True)
-    same = [(b"cookie", cookie), (b"host", b"127.0.0.1:8765"),
-            (b"origin", b"http://127.0.0.1:8765")]
+    same = [
+        (b"cookie", cookie),
+        (b"host", b"127.0.0.1:8765"),
+        (b"origin", b"http://127.0.0.1:8765"),
+    ]
     assert await receive_seqs(await connect(headers=same), 1) == [1]
-    other = [(b"cookie", cookie), (b"host", b"127.0.0.1:8765"),
-             (b"origin", b"http://evil.example")]
+    other = [
+        (b"cookie", cookie),
+        (b"host", b"127.0.0.1:8765"),
+        (b"origin", b"http://evil.example"),
+    ]
     assert await close_code(await connect(headers=other)) == 4401
 
 

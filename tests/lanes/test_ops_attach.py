@@ -13,7 +13,9 @@ from tests.lanes.conftest import Stack, cli, foreign_thread
 
 @pytest.fixture(scope="module")
 def outsider(stack: Stack) -> str:
-    return foreign_thread(stack, text="  hello   from\n another   client ", name="outsider")
+    return foreign_thread(
+        stack, text="  hello   from\n another   client ", name="outsider"
+    )
 
 
 def audit_ops(stack: Stack, ref: str) -> list[tuple[str, str]]:
@@ -46,7 +48,9 @@ def test_it_lists_unmanaged_threads_then_attaches_one_idempotently(
     assert again["registered"] is False and again["ref"] == first["ref"]
     # Metadata only: attaching never resumes the thread.
     assert not [
-        r for r in stack.received("thread/resume") if r["params"]["threadId"] == outsider
+        r
+        for r in stack.received("thread/resume")
+        if r["params"]["threadId"] == outsider
     ]
 
     status, out, err = cli("list", "--unmanaged", env=stack.env)
@@ -64,6 +68,7 @@ def test_it_suffixes_a_clashing_handle_and_syncs_the_latest_turn(
     assert out["handle"] == "@outsider-2"
     assert out["latest_turn"]["status"] == "completed"
     assert out["sync"]["latest_turn_id"] == out["latest_turn"]["id"]
+    assert out["sync"]["state"] == "complete" and out["sync"]["items_indexed"] >= 2
 
 
 def test_it_refuses_to_attach_an_unknown_thread(stack: Stack) -> None:
@@ -93,7 +98,8 @@ def test_it_tails_an_attached_lane_from_the_app_server(
 ) -> None:
     status, out, err = cli("tail", "@outsider", "--limit", "5", env=stack.env)
     assert status == 0, err
-    assert out["source"] == "app-server" and out["managed"] is True
+    assert out["transcript_source"] == "app-server" and out["managed"] is True
+    assert out["source"] == "attached"
     texts = [(i["type"], i["text"]) for i in out["items"]]
     assert texts[0] == ("userMessage", "  hello   from\n another   client ")
     assert texts[-1][0] == "agentMessage" and "fake reply" in texts[-1][1]
@@ -115,7 +121,9 @@ def test_it_writes_to_attached_lanes_after_a_resume_when_policy_allows(
         for r in stack.received()
         if (r.get("params") or {}).get("threadId") == outsider
     ]
-    resume = methods.index(("thread/resume", {"threadId": outsider, "excludeTurns": True}))
+    resume = methods.index(
+        ("thread/resume", {"threadId": outsider, "excludeTurns": True})
+    )
     start = next(i for i, (m, _) in enumerate(methods) if m == "turn/start")
     assert resume < start
     assert audit_ops(stack, out["ref"])[0] == ("send", "ok")

@@ -17,9 +17,11 @@ def lane_get(stack: Stack, selector: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def origin(stack: Stack) -> dict[str, Any]:
-    status, out, err = cli("new", "--name", "origin", "--text", "seed words", env=stack.env)
+    status, out, err = cli(
+        "new", "--name", "origin", "--text", "seed words", env=stack.env
+    )
     assert status == 0, err
-    wait_for(lambda: lane_get(stack, out["ref"])["latest_turn"]["status"] == "completed")
+    wait_for(lambda: stack.lane_state(out["ref"])["latest_turn_status"] == "completed")
     return out
 
 
@@ -36,8 +38,15 @@ def test_it_sets_reads_and_clears_a_goal(stack: Stack, origin: dict[str, Any]) -
     assert status == 2, (out, err)
 
     status, out, err = cli(
-        "goal", "set", ref, "write the docs", "--status", "paused",
-        "--token-budget", "500", env=stack.env,
+        "goal",
+        "set",
+        ref,
+        "write the docs",
+        "--status",
+        "paused",
+        "--token-budget",
+        "500",
+        env=stack.env,
     )
     assert status == 0, err
     goal = out["goal"]
@@ -46,7 +55,9 @@ def test_it_sets_reads_and_clears_a_goal(stack: Stack, origin: dict[str, Any]) -
     assert goal["thread_id"] == origin["id"] and goal["created_at"].endswith("+00:00")
     sent = stack.received("thread/goal/set")[-1]["params"]
     assert sent == {
-        "threadId": origin["id"], "objective": "write the docs", "status": "paused",
+        "threadId": origin["id"],
+        "objective": "write the docs",
+        "status": "paused",
         "tokenBudget": 500,
     }
 
@@ -82,7 +93,9 @@ def test_it_reads_the_model_catalog_live_and_from_the_cache(stack: Stack) -> Non
 def test_it_forks_a_lane_into_a_new_owned_lane(
     stack: Stack, origin: dict[str, Any]
 ) -> None:
-    status, out, err = cli("lane", "fork", origin["ref"], "--name", "branch", env=stack.env)
+    status, out, err = cli(
+        "lane", "fork", origin["ref"], "--name", "branch", env=stack.env
+    )
     assert status == 0, err
     assert out["source"] == "own" and out["handle"] == "@branch"
     assert out["forked_from"] == {"ref": origin["ref"], "id": origin["id"]}
@@ -93,18 +106,22 @@ def test_it_forks_a_lane_into_a_new_owned_lane(
     # The fork inherits history the journal never saw: tail asks Codex.
     status, out, err = cli("tail", "@branch", env=stack.env)
     assert status == 0, err
-    assert out["source"] == "app-server"
-    assert ("userMessage", "seed words") in [(i["type"], i["text"]) for i in out["items"]]
+    assert out["transcript_source"] == "app-server"
+    assert ("userMessage", "seed words") in [
+        (i["type"], i["text"]) for i in out["items"]
+    ]
 
 
 def test_it_reports_rollback_as_unavailable_in_codex_0_169(
     stack: Stack, origin: dict[str, Any]
 ) -> None:
-    status, out, err = cli("lane", "rollback", origin["ref"], "--no-interactive",
-                           env=stack.env)
+    status, out, err = cli(
+        "lane", "rollback", origin["ref"], "--no-interactive", env=stack.env
+    )
     assert status == 2, (out, err)
-    status, out, err = cli("lane", "rollback", origin["ref"], "--turns", "1", "--yes",
-                           env=stack.env)
+    status, out, err = cli(
+        "lane", "rollback", origin["ref"], "--turns", "1", "--yes", env=stack.env
+    )
     assert status == 8, (out, err)
     error = err["error"]
     assert error["code"] == "capability_unavailable"
@@ -121,14 +138,50 @@ def test_it_compacts_a_lane_and_audits_every_write(
     assert stack.received("thread/compact/start")[-1]["params"] == {
         "threadId": origin["id"]
     }
-    wait_for(lambda: lane_get(stack, origin["ref"])["active_turn_id"] is None)
+    wait_for(lambda: not stack.lane_state(origin["ref"])["active_turn_id"])
 
     status, out, err = cli("daemon", "log", "--limit", "100", env=stack.env)
     assert status == 0, err
-    ops = [(a["op"], a["outcome"]) for a in out["actions"] if a["lane"] == origin["ref"]]
+    ops = [
+        (a["op"], a["outcome"]) for a in out["actions"] if a["lane"] == origin["ref"]
+    ]
     for expected in [
-        ("new", "ok"), ("goal-set", "validation"), ("goal-set", "ok"),
-        ("goal-clear", "ok"), ("rollback", "capability_unavailable"),
+        ("new", "ok"),
+        ("goal-set", "validation"),
+        ("goal-set", "ok"),
+        ("goal-clear", "ok"),
+        ("rollback", "capability_unavailable"),
         ("compact", "ok"),
     ]:
         assert expected in ops
+
+
+def test_it_creates_a_goal_paused_and_activates_it_after_the_first_turn(
+    stack: Stack,
+) -> None:
+    status, out, err = cli(
+        "new",
+        "--name",
+        "goaly",
+        "--goal",
+        "keep going",
+        "--text",
+        "start here",
+        env=stack.env,
+    )
+    assert status == 0, err
+    assert out["message_accepted"] is True and out["goal_set"] is True
+    calls = [
+        (r["method"], r["params"].get("status"))
+        for r in stack.received()
+        if r.get("method") in ("thread/goal/set", "turn/start")
+        and r["params"]["threadId"] == out["id"]
+    ]
+    # Active first would start a goal turn that the first message only steers.
+    assert calls[:3] == [
+        ("thread/goal/set", "paused"),
+        ("turn/start", None),
+        ("thread/goal/set", "active"),
+    ]
+    status, out, err = cli("goal", "clear", "goaly", "--yes", env=stack.env)
+    assert status == 0, err

@@ -13,8 +13,7 @@ import pytest
 
 from tests.lanes.conftest import Stack, cli, wait_for
 
-SLOW = "[[slow:0.3]]"  # about 6 s
-VERY_SLOW = "[[slow:1]]"  # about 20 s: ended by the test itself
+SLOW = "[[slow:1]]"  # about 20 s: each test ends its slow turns itself
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,8 @@ def slow(stack: Stack) -> dict[str, Any]:
 
 def turn_starts(stack: Stack, thread_id: str) -> list[dict[str, Any]]:
     return [
-        r["params"] for r in stack.received("turn/start")
+        r["params"]
+        for r in stack.received("turn/start")
         if r["params"]["threadId"] == thread_id
     ]
 
@@ -78,6 +78,10 @@ def test_it_delivers_queued_messages_in_order_one_per_turn(
     assert [a["op"] for a in acks] == ["queue"] * 3
     assert acks[0]["detail"].startswith("queued message ")
     assert acks[-1]["detail"].endswith("pending=3")  # all behind the slow turn
+    # A steer without the directive is answered at once: the turn completes.
+    status, out, err = send(stack, ref, "wrap up", "--steer")
+    assert status == 0, err
+    assert out["op"] == "steer" and out["turn_id"] == first["turn_id"]
 
     wait_for(lambda: queue_statuses(stack, ref) == ["sent"] * 3, timeout=30)
     wait_for(lambda: idle(stack, ref), timeout=15)
@@ -91,8 +95,8 @@ def test_it_delivers_queued_messages_in_order_one_per_turn(
     users = [
         (i["text"], i["turn_id"]) for i in out["items"] if i["type"] == "userMessage"
     ]
-    assert [u[0] for u in users] == [f"long task {SLOW}", "q1", "q2", "q3"]
-    assert users[0][1] == first["turn_id"]
+    assert [u[0] for u in users] == [f"long task {SLOW}", "wrap up", "q1", "q2", "q3"]
+    assert users[0][1] == users[1][1] == first["turn_id"]
     assert len({u[1] for u in users}) == 4
 
 
@@ -100,21 +104,21 @@ def test_it_steers_interjects_stops_and_holds_the_queue_after_a_stop(
     stack: Stack, slow: dict[str, Any]
 ) -> None:
     ref, thread_id = slow["ref"], slow["id"]
-    status, first, err = send(stack, ref, f"wander off {VERY_SLOW}")
+    status, first, err = send(stack, ref, f"wander off {SLOW}")
     assert status == 0, err
-    status, out, err = send(stack, ref, f"also this {VERY_SLOW}", "--steer")
+    status, out, err = send(stack, ref, f"also this {SLOW}", "--steer")
     assert status == 0, err
     assert out["op"] == "steer" and out["turn_id"] == first["turn_id"]
-    assert stack.received("turn/steer")[-1]["params"]["expectedTurnId"] == first[
-        "turn_id"
-    ]
+    assert (
+        stack.received("turn/steer")[-1]["params"]["expectedTurnId"] == first["turn_id"]
+    )
 
-    status, out, err = send(stack, ref, f"change course {VERY_SLOW}", "--interject")
+    status, out, err = send(stack, ref, f"change course {SLOW}", "--interject")
     assert status == 0, err
     assert out["op"] == "interject" and out["turn_id"] != first["turn_id"]
     interrupt = stack.received("turn/interrupt")[-1]["params"]
     assert interrupt == {"threadId": thread_id, "turnId": first["turn_id"]}
-    assert texts(turn_starts(stack, thread_id))[-1] == f"change course {VERY_SLOW}"
+    assert texts(turn_starts(stack, thread_id))[-1] == f"change course {SLOW}"
 
     status, stopped, err = cli("stop", ref, env=stack.env)
     assert status == 0, err

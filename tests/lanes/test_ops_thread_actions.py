@@ -23,7 +23,9 @@ def lane_row(stack: Stack, ref: str, *args: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="module")
 def web_lanes(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
-    return new_lane(stack, "web-api", "--no-send"), new_lane(stack, "web-ui", "--no-send")
+    return new_lane(stack, "web-api", "--no-send"), new_lane(
+        stack, "web-ui", "--no-send"
+    )
 
 
 def test_it_lists_candidates_for_an_ambiguous_read_selector(
@@ -59,11 +61,17 @@ def test_it_renames_a_managed_lane_and_keeps_handles_unique(
     status, out, err = cli("rename", api["ref"], "@backend", env=stack.env)
     assert status == 0, err
     assert out == {
-        "ref": api["ref"], "id": api["id"], "handle": "@backend", "managed": True,
-        "source": "own", "status": "idle", "cwd": api["cwd"],
+        "ref": api["ref"],
+        "id": api["id"],
+        "handle": "@backend",
+        "managed": True,
+        "source": "own",
+        "status": "idle",
+        "cwd": api["cwd"],
     }
     names = [
-        r["params"] for r in stack.received("thread/name/set")
+        r["params"]
+        for r in stack.received("thread/name/set")
         if r["params"]["threadId"] == api["id"]
     ]
     assert names[-1]["name"] == "backend"
@@ -90,8 +98,38 @@ def test_it_archives_only_with_confirmation_and_restores_without_a_turn(
     assert out["status"] == "idle" and out["source"] == "own"
     assert len(stack.received("turn/start")) == starts_before
     assert not [
-        r for r in stack.received("thread/resume") if r["params"]["threadId"] == ui["id"]
+        r
+        for r in stack.received("thread/resume")
+        if r["params"]["threadId"] == ui["id"]
     ]
+
+
+def test_it_loads_a_restored_lane_on_the_next_send_and_adds_an_intro(
+    stack: Stack, web_lanes: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    api, ui = web_lanes
+    status, out, err = cli("send", ui["ref"], "hello", "--intro", env=stack.env)
+    assert status == 2, (out, err)
+    assert "CODEX_THREAD_ID" in err["error"]["message"]
+
+    env = {**stack.env, "CODEX_THREAD_ID": api["id"]}
+    status, out, err = cli("send", ui["ref"], "hello", "--intro", env=env)
+    assert status == 0, err
+    assert out["op"] == "send" and out["turn_id"]
+    calls = [
+        r
+        for r in stack.received()
+        if (r.get("params") or {}).get("threadId") == ui["id"]
+    ]
+    # Archiving unloaded the thread; the send loads it (metadata only) first.
+    assert [c["method"] for c in calls[-3:]] == [
+        "turn/start",
+        "thread/resume",
+        "turn/start",
+    ]
+    text = calls[-1]["params"]["input"][0]["text"]
+    assert text.startswith("hello\n\ndispatch (dm): [@backend]")
+    assert f"dispatch send {api['ref']}" in text
 
 
 def test_it_acts_on_raw_thread_ids_without_registering_them(stack: Stack) -> None:
@@ -122,13 +160,9 @@ def test_it_acts_on_raw_thread_ids_without_registering_them(stack: Stack) -> Non
 def test_it_tails_an_owned_lane_from_the_journal(stack: Stack) -> None:
     lane = new_lane(stack, "chatty", "--text", "first words")
 
-    def idle() -> bool:
-        row = lane_row(stack, lane["ref"])
-        return bool(row and row["latest_turn"]["status"] == "completed")
-
-    wait_for(idle)
+    wait_for(lambda: stack.lane_state(lane["ref"])["latest_turn_status"] == "completed")
     status, out, err = cli("tail", lane["ref"], "--limit", "1", env=stack.env)
     assert status == 0, err
-    assert out["source"] == "journal"
+    assert out["transcript_source"] == "journal"
     assert [i["type"] for i in out["items"]] == ["agentMessage"]
     assert out["items"][0]["text"].endswith("to: first words")

@@ -1,0 +1,90 @@
+"""The live lane page: a staff-only transcript that streams over the websocket.
+
+The page itself is static HTML plus lanes/static/lanes/live.js, which reads
+`/ws/lanes/<ref>/events` with the session's login and renders each journal
+frame. Its message box posts to `live_send`, which runs the `send` op like
+every other surface does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from dispatchsite.errors import DispatchError
+from lanes.models import Lane
+
+SEND_MODES = ("send", "steer", "queue", "interject", "context")
+
+
+def live_url(lane: Lane) -> str:
+    """Where the admin links to a lane's live page."""
+    return reverse("lanes:live", args=[lane.ref])
+
+
+def lane_or_404(selector: str) -> Lane:
+    from lanes.selectors import find_lane
+
+    try:
+        lane = find_lane(selector, fuzzy=True)
+    except DispatchError as exc:  # e.g. an ambiguous title
+        raise Http404(exc.message) from None
+    if lane is None:
+        raise Http404(f"no managed lane matches {selector!r}")
+    return lane
+
+
+@staff_member_required
+def live(request: HttpRequest, selector: str) -> HttpResponse:
+    lane = lane_or_404(selector)
+    config = {
+        "ref": lane.ref,
+        "wsPath": f"/ws/lanes/{lane.ref}/events",
+        "sendUrl": reverse("lanes:live-send", args=[lane.ref]),
+    }
+    context: dict[str, Any] = {
+        **admin.site.each_context(request),
+        "title": f"{lane.handle} live",
+        # The transcript needs the width more than the app list does.
+        "is_nav_sidebar_enabled": False,
+        "lane": lane,
+        "config": config,
+        "modes": SEND_MODES,
+        "change_url": reverse("admin:lanes_lane_change", args=[lane.pk]),
+    }
+    return render(request, "lanes/live.html", context)
+
+
+def run_send(lane_ref: str, text: str, mode: str, actor: str) -> dict[str, Any]:
+    from dispatchsite.ops import OpContext, execute
+
+    return execute(
+        "send",
+        {"lane": lane_ref, "text": text, "mode": mode},
+        OpContext(surface="admin", actor=actor),
+    )
+
+
+@require_POST
+@staff_member_required
+async def live_send(request: HttpRequest, selector: str) -> JsonResponse:
+    """Run `send` in one of its modes; the JSON op result or error."""
+    user = await request.auser()
+    text = request.POST.get("text", "")
+    mode = request.POST.get("mode") or "send"
+    try:
+        # A send waits on the worker (turn/start, or a whole turn for an
+        # interject): off the shared sync thread, so pages stay responsive.
+        result = await sync_to_async(run_send, thread_sensitive=False)(
+            selector, text, mode, f"user:{user.get_username()}"
+        )
+    except DispatchError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.http_status)
+    return JsonResponse({"ok": True, "result": result})
