@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic
+from pydantic.config import JsonDict
 from pydantic import BaseModel, ConfigDict
 
 from dispatchsite.errors import DispatchError, ValidationError
@@ -21,12 +22,15 @@ Intent = Literal["read", "write", "destroy"]
 Surface = Literal["cli", "rest", "mcp", "admin", "celery", "worker", "test"]
 
 OP_MODULES = (
-    "lanes.ops", "dispatchsite.runtime.ops", "lanes.ops_watch", "lanes.ops_history"
+    "lanes.ops",
+    "dispatchsite.runtime.ops",
+    "lanes.ops_watch",
+    "lanes.ops_history",
 )
 
 # Input fields the surfaces fill themselves (e.g. from CODEX_THREAD_ID); they
 # never appear as CLI flags or in published schemas.
-INTERNAL = {"x-dispatch-internal": True}
+INTERNAL: JsonDict = {"x-dispatch-internal": True}
 
 
 class OpInput(BaseModel):

@@ -89,12 +89,14 @@ if DATABASE_URL:
     try:
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL: {exc}"
+        ) from None
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DISPATCH_HOME / "dispatch.sqlite3",
+            "NAME": str(DISPATCH_HOME / "dispatch.sqlite3"),
             # WAL lets the web server, worker and celery read while one writes;
             # IMMEDIATE takes the write lock up front so busy_timeout applies.
             "OPTIONS": {

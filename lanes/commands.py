@@ -14,7 +14,8 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
 
 
 @register_command(
-    "worker", help="run the app-server worker (started by `dispatch up`)",
+    "worker",
+    help="run the app-server worker (started by `dispatch up`)",
     configure=configure_worker,
 )
 def worker(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ the one group member per lane and hands each message to the local sockets
 of that lane. channels_redis receives one message per four Redis round
 trips, serially per process, so a group member per socket would cost
 watchers x lanes Redis messages per journal batch; the hub costs one per
-lane. The hub also listens on ALL_LANES_GROUP for one message per journal
+lane. The hub also listens on JOURNAL_GROUP for one message per journal
 batch carrying every lane's part (`{"type": "lanes.events", "batches":
 [<lane.events message>, ...]}`), which a publisher can use instead of one
 message per lane to cut that cost by the number of busy lanes.
@@ -42,6 +42,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from dispatchsite.errors import DispatchError
+from lanes.journal import JOURNAL_GROUP
 from lanes.selectors import find_lane
 from lanes.watch import journal_frames, journal_last_seq, journal_last_seqs
 
@@ -63,7 +64,6 @@ GROUP_REFRESH_SECONDS = 3600.0
 # Longer than any healthy publish-to-receive delay: a message that is only
 # late must not send every socket to the DB, least of all under load.
 RECONCILE_SECONDS = 3.0
-ALL_LANES_GROUP = "lanes.journal"
 
 
 # Journal reads run off Django's shared sync thread, so a replay never waits
@@ -147,7 +147,7 @@ class LaneHub:
                 # The default prefix: channels_redis pops every process-local
                 # channel from one Redis list named after it.
                 self.channel = await self.layer.new_channel()
-                await self.layer.group_add(ALL_LANES_GROUP, self.channel)
+                await self.layer.group_add(JOURNAL_GROUP, self.channel)
                 self.tasks = [
                     asyncio.create_task(self.receive_loop(self.channel)),
                     asyncio.create_task(self.refresh_loop()),
@@ -172,7 +172,7 @@ class LaneHub:
             assert self.channel is not None
             await self.layer.group_discard(f"lane.{thread_id}", self.channel)
             if not self.subscribers:
-                await self.layer.group_discard(ALL_LANES_GROUP, self.channel)
+                await self.layer.group_discard(JOURNAL_GROUP, self.channel)
                 for task in self.tasks:
                     task.cancel()
                 self.tasks = []
@@ -241,7 +241,7 @@ class LaneHub:
             async with self.lock:
                 if self.channel is None:
                     return
-                await self.layer.group_add(ALL_LANES_GROUP, self.channel)
+                await self.layer.group_add(JOURNAL_GROUP, self.channel)
                 for thread_id in self.subscribers:
                     await self.layer.group_add(f"lane.{thread_id}", self.channel)
 

@@ -86,7 +86,12 @@ def rpc(
     timeout = timeout or settings.DISPATCH_RPC_TIMEOUT
     return call_worker(
         host,
-        {"type": "appserver.rpc", "method": method, "params": params, "timeout": timeout},
+        {
+            "type": "appserver.rpc",
+            "method": method,
+            "params": params,
+            "timeout": timeout,
+        },
         timeout=timeout + 2,
     )
 
@@ -103,7 +108,9 @@ def notify_worker(host: str, message: dict[str, Any]) -> None:
         pass
 
 
-def classify_rpc_error(exc: RpcFailed) -> AppServerError | ValidationError | NotFoundError:
+def classify_rpc_error(
+    exc: RpcFailed,
+) -> AppServerError | ValidationError | NotFoundError:
     text = exc.message.lower()
     if "not found" in text or "no rollout" in text:
         return NotFoundError(exc.message)

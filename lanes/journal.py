@@ -38,11 +38,22 @@ class JournalResult:
     drain_thread_ids: set[str] = field(default_factory=set)
 
 
+# Every committed batch is announced on this channel-layer group; web
+# processes subscribe once and fan out to their websockets in memory.
+JOURNAL_GROUP = "lanes.journal"
+
 # The only lane columns the journal writes: a rename or archive made by a
 # service in between must never be overwritten by a stale copy of the row.
 LANE_STATE_FIELDS = [
-    "status", "active_turn_id", "latest_turn_id", "latest_turn_status",
-    "latest_error", "latest_error_at", "queue_held", "goal", "last_event_at",
+    "status",
+    "active_turn_id",
+    "latest_turn_id",
+    "latest_turn_status",
+    "latest_error",
+    "latest_error_at",
+    "queue_held",
+    "goal",
+    "last_event_at",
     "updated_at",
 ]
 
@@ -84,7 +95,9 @@ def item_of(params: dict[str, Any]) -> str:
     return str(item.get("id", "")) if isinstance(item, dict) else ""
 
 
-def journal_write_batch(messages: list[dict[str, Any]], counter: SeqCounter) -> JournalResult:
+def journal_write_batch(
+    messages: list[dict[str, Any]], counter: SeqCounter
+) -> JournalResult:
     """Persist one batch in one transaction and update lane state."""
     result = JournalResult()
     now = timezone.now()
@@ -157,7 +170,11 @@ def apply_event(lane: Lane, event: LaneEvent | EventRow, now: datetime) -> bool:
         lane.latest_turn_status = status
         error = turn.get("error") or {}
         if status == "failed":
-            lane.latest_error = (error.get("message") if isinstance(error, dict) else str(error)) or lane.latest_error or "turn failed"
+            lane.latest_error = (
+                (error.get("message") if isinstance(error, dict) else str(error))
+                or lane.latest_error
+                or "turn failed"
+            )
             lane.latest_error_at = now
         if lane.status != Lane.Status.ARCHIVED:
             lane.status = Lane.Status.ERROR if status == "failed" else Lane.Status.IDLE
@@ -185,7 +202,9 @@ def apply_event(lane: Lane, event: LaneEvent | EventRow, now: datetime) -> bool:
     elif method == "error":
         error = params.get("error") or {}
         if not params.get("willRetry"):
-            lane.latest_error = error.get("message", "") if isinstance(error, dict) else str(error)
+            lane.latest_error = (
+                error.get("message", "") if isinstance(error, dict) else str(error)
+            )
             lane.latest_error_at = now
     elif method == "thread/archived":
         lane.status = Lane.Status.ARCHIVED

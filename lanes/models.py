@@ -102,7 +102,9 @@ class Lane(models.Model):
             "id": self.latest_turn_id,
             "status": self.latest_turn_status or None,
             "error": self.latest_error or None,
-            "error_at": self.latest_error_at.isoformat() if self.latest_error_at else None,
+            "error_at": self.latest_error_at.isoformat()
+            if self.latest_error_at
+            else None,
         }
 
 
@@ -125,6 +127,9 @@ class LaneEvent(models.Model):
                 fields=["thread_id", "seq"], name="lane_event_seq_unique"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.thread_id}#{self.seq} {self.method}"
 
     def as_frame(self) -> dict[str, Any]:
         return {
@@ -169,6 +174,9 @@ class QueuedMessage(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"queued #{self.pk} ({self.status})"
+
 
 class AuditEntry(models.Model):
     ts = models.DateTimeField(default=timezone.now)
@@ -181,6 +189,9 @@ class AuditEntry(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.op} {self.outcome}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +235,9 @@ class ServerRequest(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.method} ({self.state})"
+
 
 class ModelCatalogEntry(models.Model):
     provider = models.CharField(max_length=100)
@@ -239,6 +253,9 @@ class ModelCatalogEntry(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model_id}"
+
 
 class WorkerLease(models.Model):
     """Heartbeat of the one worker per host that owns an app-server."""
@@ -249,6 +266,9 @@ class WorkerLease(models.Model):
     app_server_version = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"worker {self.host} (pid {self.pid})"
 
     def is_fresh(self, *, seconds: float = 15.0) -> bool:
         return (timezone.now() - self.heartbeat_at).total_seconds() < seconds

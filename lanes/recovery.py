@@ -12,7 +12,11 @@ from lanes.models import Lane, QueuedMessage, WorkerLease
 def worker_lease_claim(*, host: str, pid: int) -> None:
     WorkerLease.objects.update_or_create(
         host=host,
-        defaults={"pid": pid, "started_at": timezone.now(), "heartbeat_at": timezone.now()},
+        defaults={
+            "pid": pid,
+            "started_at": timezone.now(),
+            "heartbeat_at": timezone.now(),
+        },
     )
 
 

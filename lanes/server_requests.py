@@ -43,7 +43,9 @@ def policy_answer(method: str, policy: Policy) -> dict[str, Any] | None:
         return {"action": "decline", "content": None}
     if method == "item/tool/call":
         return {
-            "contentItems": [{"type": "inputText", "text": "dispatch offers no such tool"}],
+            "contentItems": [
+                {"type": "inputText", "text": "dispatch offers no such tool"}
+            ],
             "success": False,
         }
     if method == "currentTime/read":
@@ -55,7 +57,9 @@ def server_request_answer(*, record: ServerRequest, policy: Policy) -> dict[str,
     """Return the result to send; raise to send a JSON-RPC error instead."""
     answer = policy_answer(record.method, policy)
     record.state = (
-        ServerRequest.State.RESPONDED if answer is not None else ServerRequest.State.FAILED
+        ServerRequest.State.RESPONDED
+        if answer is not None
+        else ServerRequest.State.FAILED
     )
     record.response = answer
     record.resolved_at = timezone.now()

@@ -28,7 +28,7 @@ from lanes import recovery
 from lanes.appserver.binary import app_server_argv
 from lanes.appserver.client import AppServerClient
 from lanes.gateway import command_channel
-from lanes.journal import SeqCounter, journal_write_batch
+from lanes.journal import JOURNAL_GROUP, SeqCounter, journal_write_batch
 from lanes.queue import (
     lanes_with_pending,
     queued_message_claim_next,
@@ -180,7 +180,10 @@ class Worker:
             return False
         for turn in page.get("data", []):
             for item in turn.get("items", []):
-                if item.get("type") == "userMessage" and item.get("clientId") == client_id:
+                if (
+                    item.get("type") == "userMessage"
+                    and item.get("clientId") == client_id
+                ):
                     return True
         return False
 
@@ -227,23 +230,42 @@ class Worker:
             self.spawn(self.drain_lane(thread_id))
 
     async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
-        layer = get_channel_layer()
+        """Announce a committed batch: one message for every lane in it.
+
+        Web processes keep one hub subscribed to JOURNAL_GROUP and fan out
+        to their sockets in memory; one message per batch (rather than one
+        per lane) keeps the Redis round trips per batch constant.
+        """
         by_thread: dict[str, list[dict[str, Any]]] = {}
         for thread_id, frame in frames:
             by_thread.setdefault(thread_id, []).append(frame)
+        parts: list[dict[str, Any]] = []
+        size = 0
         for thread_id, thread_frames in by_thread.items():
-            message: dict[str, Any] = {
+            part: dict[str, Any] = {
                 "type": "lane.events",
                 "thread_id": thread_id,
                 "first_seq": thread_frames[0]["seq"],
                 "last_seq": thread_frames[-1]["seq"],
             }
-            if len(json.dumps(thread_frames, default=str)) <= FRAME_BYTES_LIMIT:
-                message["frames"] = thread_frames
-            try:
-                await layer.group_send(f"lane.{thread_id}", message)
-            except Exception as exc:  # watchers refill gaps from the journal
-                log.warning("group_send lane.%s failed: %s", thread_id, exc)
+            encoded = len(json.dumps(thread_frames, default=str))
+            if encoded <= FRAME_BYTES_LIMIT:
+                part["frames"] = thread_frames
+                size += encoded
+            parts.append(part)
+            if size > FRAME_BYTES_LIMIT:
+                await self.send_parts(parts)
+                parts, size = [], 0
+        if parts:
+            await self.send_parts(parts)
+
+    async def send_parts(self, parts: list[dict[str, Any]]) -> None:
+        try:
+            await get_channel_layer().group_send(
+                JOURNAL_GROUP, {"type": "lanes.events", "batches": parts}
+            )
+        except Exception as exc:  # watchers refill gaps from the journal
+            log.warning("group_send %s failed: %s", JOURNAL_GROUP, exc)
 
     # -- queue ---------------------------------------------------------------
 
@@ -256,13 +278,17 @@ class Worker:
             if message is None:
                 return
             params = turn_start_params(
-                message.lane, message.text, client_message_id=str(message.client_message_id)
+                message.lane,
+                message.text,
+                client_message_id=str(message.client_message_id),
             )
             try:
                 result = await self.client.request("turn/start", params)
             except Exception as exc:
                 if self.client.is_running:
-                    await db(queued_message_mark_failed)(message=message, error=str(exc))
+                    await db(queued_message_mark_failed)(
+                        message=message, error=str(exc)
+                    )
                 # else: left `sending`; reconcile checks whether it arrived.
                 return
             await db(queued_message_mark_sent)(
@@ -307,7 +333,9 @@ class Worker:
                 message["method"], message.get("params") or {}, timeout=timeout
             )
         except Exception as exc:
-            return error_reply(str(getattr(exc, "message", exc)), getattr(exc, "rpc_code", None))
+            return error_reply(
+                str(getattr(exc, "message", exc)), getattr(exc, "rpc_code", None)
+            )
         return {"ok": True, "result": result}
 
     def status(self) -> dict[str, Any]:

@@ -15,4 +15,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = outcome.get_result()
     if REQUIRE_E2E and report.skipped and item.get_closest_marker("e2e"):
         report.outcome = "failed"
-        report.longrepr = f"e2e test skipped but DISPATCH_REQUIRE_E2E=1: {report.longrepr}"
+        report.longrepr = (
+            f"e2e test skipped but DISPATCH_REQUIRE_E2E=1: {report.longrepr}"
+        )

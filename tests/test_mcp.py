@@ -226,9 +226,8 @@ def test_it_keeps_same_named_models_of_different_ops_apart() -> None:
 
 
 def test_it_registers_the_mcp_command() -> None:
-    from dispatchsite.surfaces.commands import load_commands
-
     from dispatchsite.surfaces import mcp_command
+    from dispatchsite.surfaces.commands import load_commands
 
     command = load_commands()["mcp"]
 

@@ -337,12 +337,13 @@ def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
         )
         try:
             lines: list[dict[str, Any]] = []
-            assert follow.stdout is not None and follow.stderr is not None
+            out, err = follow.stdout, follow.stderr
+            assert out is not None and err is not None
 
             def read_until_turns_completed(turns: int) -> None:
                 while [f["method"] for f in lines].count("turn/completed") < turns:
-                    line = follow.stdout.readline()
-                    assert line, follow.stderr.read()
+                    line = out.readline()
+                    assert line, err.read()
                     lines.append(json.loads(line))
 
             read_until_turns_completed(1)  # replayed

@@ -20,10 +20,15 @@ from tests.support.stack import Stack, pid_alive, wait_for
 
 BACKENDS = [
     "fake",
-    pytest.param("real", marks=[
-        pytest.mark.e2e,
-        pytest.mark.skipif(codex_binary() is None, reason="codex binary not installed"),
-    ]),
+    pytest.param(
+        "real",
+        marks=[
+            pytest.mark.e2e,
+            pytest.mark.skipif(
+                codex_binary() is None, reason="codex binary not installed"
+            ),
+        ],
+    ),
 ]
 
 
@@ -34,7 +39,9 @@ def mock() -> Iterator[MockResponsesServer]:
 
 
 @pytest.fixture(params=BACKENDS)
-def stack(request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer
+) -> Iterator[Stack]:
     kind = request.param
     extra = {"FAKE_APPSERVER_LOG": str(tmp_path / "fake.log")}
     s = Stack(tmp_path, codex=kind, mock_base_url=mock.base_url, extra_env=extra)
@@ -53,7 +60,10 @@ def slow_text(text: str) -> str:
 def sent_texts(stack: Stack, mock: MockResponsesServer) -> list[str]:
     """The user texts the model side received, in order, one per turn start."""
     if stack.kind == "real":  # type: ignore[attr-defined]
-        texts = [last_user_text(r["body"].get("input")) for r in mock.requests("/v1/responses")]
+        texts = [
+            last_user_text(r["body"].get("input"))
+            for r in mock.requests("/v1/responses")
+        ]
     else:
         import json
 
@@ -93,9 +103,13 @@ def test_it_restarts_a_killed_app_server_within_two_seconds(stack: Stack) -> Non
     killed_at = time.monotonic()
     os.kill(old, signal.SIGKILL)
     wait_for(
-        lambda: (pid := stack.worker_state().get("app_server_pid")) and pid != old
-        and stack.worker_state().get("ready"),
-        timeout=5, what="a new app-server",
+        lambda: (
+            (pid := stack.worker_state().get("app_server_pid"))
+            and pid != old
+            and stack.worker_state().get("ready")
+        ),
+        timeout=5,
+        what="a new app-server",
     )
     recovered = time.monotonic() - killed_at
     print(f"app-server recovered in {recovered:.3f} s")
@@ -118,10 +132,14 @@ def test_it_delivers_queued_messages_in_order_across_an_app_server_crash(
     os.kill(stack.worker_state()["app_server_pid"], signal.SIGKILL)
     with stack.db() as conn:
         wait_for(
-            lambda: conn.execute(
-                "SELECT count(*) FROM lanes_queuedmessage WHERE status='sent'"
-            ).fetchone()[0] == 3,
-            timeout=30, what="three queued messages delivered",
+            lambda: (
+                conn.execute(
+                    "SELECT count(*) FROM lanes_queuedmessage WHERE status='sent'"
+                ).fetchone()[0]
+                == 3
+            ),
+            timeout=30,
+            what="three queued messages delivered",
         )
     stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
     texts = [t for t in sent_texts(stack, mock) if t.startswith("queued")]
@@ -133,7 +151,11 @@ def test_it_reconciles_after_the_worker_is_killed(stack: Stack) -> None:
     stack.wait_lane(lane["id"], lambda r: r["status"] == "busy")
     app_server = stack.worker_state()["app_server_pid"]
     stack.kill("worker")
-    wait_for(lambda: not pid_alive(app_server), timeout=5, what="the orphaned app-server to exit")
+    wait_for(
+        lambda: not pid_alive(app_server),
+        timeout=5,
+        what="the orphaned app-server to exit",
+    )
     stack.start_worker()
     row = stack.wait_lane(lane["id"], lambda r: r["status"] == "idle", timeout=10)
     assert row["latest_turn_status"] == "interrupted"

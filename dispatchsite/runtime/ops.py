@@ -55,9 +55,16 @@ def status(data: NoInput, ctx: OpContext) -> dict[str, Any]:
 
 
 define_op(
-    id="status", summary="daemon components and lane counts", intent="read",
-    idempotent=True, input=NoInput, output=StatusOut, handler=status,
-    cli="daemon status", http=("GET", "/daemon/status"), mcp_tool=DAEMON_READ,
+    id="status",
+    summary="daemon components and lane counts",
+    intent="read",
+    idempotent=True,
+    input=NoInput,
+    output=StatusOut,
+    handler=status,
+    cli="daemon status",
+    http=("GET", "/daemon/status"),
+    mcp_tool=DAEMON_READ,
     mcp_action="status",
 )
 
@@ -77,7 +84,15 @@ def audit_log(data: LogIn, ctx: OpContext) -> dict[str, Any]:
 
 
 define_op(
-    id="log", summary="the audit log of write ops and trigger firings", intent="read",
-    idempotent=True, input=LogIn, output=LogOut, handler=audit_log,
-    cli="daemon log", http=("GET", "/daemon/log"), mcp_tool=DAEMON_READ, mcp_action="log",
+    id="log",
+    summary="the audit log of write ops and trigger firings",
+    intent="read",
+    idempotent=True,
+    input=LogIn,
+    output=LogOut,
+    handler=audit_log,
+    cli="daemon log",
+    http=("GET", "/daemon/log"),
+    mcp_tool=DAEMON_READ,
+    mcp_action="log",
 )

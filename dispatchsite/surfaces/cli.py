@@ -130,8 +130,12 @@ def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
                 parent.children = parent.parser.add_subparsers(
                     dest=f"_cmd_{len(path)}", metavar="<command>"
                 )
-            child = parent.children.add_parser(word, help=help_text, description=help_text)
-            child.add_argument("--json", action="store_true", help="JSON output (default)")
+            child = parent.children.add_parser(
+                word, help=help_text, description=help_text
+            )
+            child.add_argument(
+                "--json", action="store_true", help="JSON output (default)"
+            )
             nodes[path] = Node(parser=child)
         return nodes[path]
 
@@ -149,8 +153,10 @@ def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
         hidden = internal_fields(op.input)
         ordered = sorted(
             op.input.model_fields.items(),
-            key=lambda kv: (kv[0] not in op.positionals, op.positionals.index(kv[0])
-                            if kv[0] in op.positionals else 0),
+            key=lambda kv: (
+                kv[0] not in op.positionals,
+                op.positionals.index(kv[0]) if kv[0] in op.positionals else 0,
+            ),
         )
         for name, info in ordered:
             if name not in hidden:
@@ -180,7 +186,9 @@ def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
 
 
 def choose_op(node: Node, args: argparse.Namespace) -> Op:
-    switched = [op for op in node.ops if op.cli_switch and getattr(args, f"_switch_{op.id}")]
+    switched = [
+        op for op in node.ops if op.cli_switch and getattr(args, f"_switch_{op.id}")
+    ]
     if len(switched) > 1:
         raise ValidationError("choose one of " + ", ".join(op.cli for op in switched))
     if switched:
@@ -199,7 +207,8 @@ def op_params(node: Node, op: Op, args: argparse.Namespace) -> dict[str, Any]:
             spellings = sorted(o.cli for o in node.ops if o.id in owners)
             raise ValidationError(
                 f"{flag_for(name)} does not apply to `dispatch {op.cli}`",
-                hint="it belongs to " + " / ".join(f"`dispatch {s}`" for s in spellings),
+                hint="it belongs to "
+                + " / ".join(f"`dispatch {s}`" for s in spellings),
             )
         params[name] = values[name]
     for name, choices in node.choice_flags.items():
@@ -208,7 +217,10 @@ def op_params(node: Node, op: Op, args: argparse.Namespace) -> dict[str, Any]:
         if len(picked) + (1 if explicit is not None else 0) > 1:
             raise ValidationError(
                 f"choose exactly one {name}: "
-                + ", ".join([f"--{c}" for c in picked] + ([f"--{name} {explicit}"] if explicit else [])),
+                + ", ".join(
+                    [f"--{c}" for c in picked]
+                    + ([f"--{name} {explicit}"] if explicit else [])
+                ),
                 hint=f"pass one of --{' --'.join(choices)} or --{name}",
             )
         if picked:
@@ -233,12 +245,16 @@ def confirm_destroy(op: Op, args: argparse.Namespace, params: dict[str, Any]) ->
 def emit(result: Any) -> None:
     if result is None:
         return
-    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(
+        json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
+    )
     sys.stdout.flush()
 
 
 def emit_error(error: DispatchError) -> int:
-    sys.stderr.write(json.dumps(error.as_dict(), ensure_ascii=False, default=str) + "\n")
+    sys.stderr.write(
+        json.dumps(error.as_dict(), ensure_ascii=False, default=str) + "\n"
+    )
     return error.exit_status
 
 
@@ -256,7 +272,9 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
         if getattr(args, dest, False):
             return switched.run(args)
     if node is None or not node.ops:
-        raise CliUsageError(f"dispatch {' '.join(words)}: choose a subcommand (see --help)")
+        raise CliUsageError(
+            f"dispatch {' '.join(words)}: choose a subcommand (see --help)"
+        )
     op = choose_op(node, args)
     params = op_params(node, op, args)
     if op.intent == "destroy":

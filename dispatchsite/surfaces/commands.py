@@ -46,7 +46,9 @@ def register_command(
     help: str,
     configure: Callable[[argparse.ArgumentParser], None] | None = None,
     needs_db: bool = True,
-) -> Callable[[Callable[[argparse.Namespace], Any]], Callable[[argparse.Namespace], Any]]:
+) -> Callable[
+    [Callable[[argparse.Namespace], Any]], Callable[[argparse.Namespace], Any]
+]:
     """Decorator: register `run(args)` as the CLI command `spelling`."""
 
     def decorator(

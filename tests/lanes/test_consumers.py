@@ -209,7 +209,7 @@ async def test_it_takes_one_message_for_all_lanes_of_a_batch(
         "frames": frames,
     }
     await get_channel_layer().group_send(
-        consumers.ALL_LANES_GROUP, {"type": "lanes.events", "batches": [other, ours]}
+        consumers.JOURNAL_GROUP, {"type": "lanes.events", "batches": [other, ours]}
     )
     assert await receive_seqs(socket, 2) == [1, 2]
     assert await socket.receive_nothing(timeout=0.3)

@@ -99,7 +99,8 @@ class Stack:
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
         self.codex_home.mkdir(parents=True, exist_ok=True)
         env = {
-            k: v for k, v in os.environ.items()
+            k: v
+            for k, v in os.environ.items()
             if not k.startswith(("DISPATCH_", "FAKE_APPSERVER_", "CODEX_"))
         }
         env.update(
@@ -116,7 +117,9 @@ class Stack:
             assert self.mock_base_url, "a real-codex stack needs the mock server"
             write_codex_home(self.codex_home, base_url=self.mock_base_url)
             codex = codex_env(self.codex_home)
-            env.update({k: codex[k] for k in ("CODEX_HOME", "MOCK_API_KEY", "RUST_LOG")})
+            env.update(
+                {k: codex[k] for k in ("CODEX_HOME", "MOCK_API_KEY", "RUST_LOG")}
+            )
             env["DISPATCH_CODEX_BIN"] = binary
         else:
             env["DISPATCH_CODEX_BIN"] = str(fake_codex_wrapper(self.root))
@@ -128,7 +131,11 @@ class Stack:
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs[name] = proc
@@ -137,7 +144,9 @@ class Stack:
     def start(self, *, web: bool = False) -> Stack:
         self.start_redis()
         subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"], env=self.env, cwd=REPO,
+            [sys.executable, "manage.py", "migrate", "-v0"],
+            env=self.env,
+            cwd=REPO,
             check=True,
         )
         self.start_worker()
@@ -147,30 +156,59 @@ class Stack:
 
     def start_redis(self) -> None:
         sock = self.run_dir / "redis.sock"
-        self.spawn("redis", [
-            str(VENV_BIN / "redis-server"), "--unixsocket", str(sock),
-            "--unixsocketperm", "700", "--port", "0", "--save", "",
-            "--appendonly", "no", "--dir", str(self.run_dir),
-        ])
+        self.spawn(
+            "redis",
+            [
+                str(VENV_BIN / "redis-server"),
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.run_dir),
+            ],
+        )
         wait_for(sock.exists, timeout=10, what="redis socket")
 
     def start_worker(self) -> None:
         state = self.worker_state_path
         state.unlink(missing_ok=True)
-        self.spawn("worker", [sys.executable, "-m", "dispatchsite.cli", "worker", "--host", HOST])
-        wait_for(state.exists, timeout=30, what=f"worker ready ({self.root}/worker.log)")
+        self.spawn(
+            "worker",
+            [sys.executable, "-m", "dispatchsite.cli", "worker", "--host", HOST],
+        )
+        wait_for(
+            state.exists, timeout=30, what=f"worker ready ({self.root}/worker.log)"
+        )
 
     def start_web(self) -> None:
         port = free_port()
-        self.spawn("web", [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            "dispatchsite.asgi:application",
-        ])
+        self.spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "dispatchsite.asgi:application",
+            ],
+        )
         import urllib.request
 
         def healthy() -> bool:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/healthz", timeout=1
+                ):
                     return True
             except OSError:
                 return False
@@ -204,17 +242,29 @@ class Stack:
 
     # -- driving ---------------------------------------------------------------
 
-    def cli(self, *args: str, input: str | None = None, timeout: float = 60,
-            env: dict[str, str] | None = None) -> CliResult:
+    def cli(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> CliResult:
         done = subprocess.run(
-            [sys.executable, "-m", "dispatchsite.cli", *args], env={**self.env, **(env or {})},
-            cwd=REPO, capture_output=True, text=True, input=input, timeout=timeout,
+            [sys.executable, "-m", "dispatchsite.cli", *args],
+            env={**self.env, **(env or {})},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
 
     def cli_ok(self, *args: str, **kwargs: Any) -> Any:
         result = self.cli(*args, **kwargs)
-        assert result.status == 0, f"dispatch {' '.join(args)} -> {result.status}: {result.stderr}"
+        assert result.status == 0, (
+            f"dispatch {' '.join(args)} -> {result.status}: {result.stderr}"
+        )
         try:
             return result.json
         except json.JSONDecodeError:
@@ -232,16 +282,26 @@ class Stack:
             ).fetchone()
         return dict(row) if row else {}
 
-    def wait_lane(self, thread_id: str, predicate: Callable[[dict[str, Any]], bool],
-                  *, timeout: float = 20, what: str = "lane state") -> dict[str, Any]:
+    def wait_lane(
+        self,
+        thread_id: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: float = 20,
+        what: str = "lane state",
+    ) -> dict[str, Any]:
         return wait_for(
             lambda: (row := self.lane_row(thread_id)) and predicate(row) and row,
-            timeout=timeout, what=what,
+            timeout=timeout,
+            what=what,
         )
 
     def events(self, thread_id: str) -> list[tuple[int, str]]:
         with self.db() as conn:
-            return list(conn.execute(
-                "SELECT seq, method FROM lanes_laneevent WHERE thread_id=? ORDER BY seq",
-                (thread_id,),
-            ))
+            return list(
+                conn.execute(
+                    "SELECT seq, method FROM lanes_laneevent"
+                    " WHERE thread_id=? ORDER BY seq",
+                    (thread_id,),
+                )
+            )
