@@ -19,9 +19,11 @@ def main() -> None:
         error = {"code": "validation", "message": str(exc), "exit_status": 2}
         sys.stderr.write(json.dumps({"error": error}) + "\n")
         sys.exit(2)
-    from django.core.management import execute_from_command_line
+    # The same entry `manage.py dispatch` reaches through its management
+    # command, without Django's command lookup on every call.
+    from dispatchsite.surfaces.cli import main as dispatch_main
 
-    execute_from_command_line([sys.argv[0], "dispatch", *sys.argv[1:]])
+    sys.exit(dispatch_main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

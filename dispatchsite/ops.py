@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic
-from pydantic.config import JsonDict
 from pydantic import BaseModel, ConfigDict
+from pydantic.config import JsonDict
 
 from dispatchsite.errors import DispatchError, ValidationError
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +289,7 @@ def test_it_reports_a_codex_without_turn_paging(codex: FakeCodex, lane: Lane) ->
 
 def test_it_refuses_a_second_concurrent_sync(codex: FakeCodex, lane: Lane) -> None:
     LaneSyncState.objects.create(
-        thread_id=THREAD, running_until=timezone.now() + timezone.timedelta(seconds=60)
+        thread_id=THREAD, running_until=timezone.now() + timedelta(seconds=60)
     )
     with pytest.raises(LaneBusyError):
         lane_sync(lane=lane, surface="test")

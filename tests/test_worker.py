@@ -141,6 +141,13 @@ def test_it_delivers_queued_messages_in_order_across_an_app_server_crash(
             timeout=30,
             what="three queued messages delivered",
         )
+    # "sent" means turn/start was accepted; the model side may see the last
+    # one a moment later.
+    wait_for(
+        lambda: "queued 3" in sent_texts(stack, mock),
+        timeout=20,
+        what="the third queued message to reach the model",
+    )
     stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
     texts = [t for t in sent_texts(stack, mock) if t.startswith("queued")]
     assert texts == ["queued 1", "queued 2", "queued 3"]

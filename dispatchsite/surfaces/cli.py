@@ -112,7 +112,14 @@ def add_field_argument(node: Node, op: Op, name: str, info: FieldInfo) -> None:
     parser.add_argument(*flags, help=help_text, **kwargs)
 
 
-def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
+def build_parser(
+    first_word: str | None = None,
+) -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
+    """The argparse tree; with `first_word`, only that command's subtree.
+
+    Every CLI call pays for the parser, so a call builds only the branch it
+    uses; help, completion and errors get the whole tree.
+    """
     root = JsonErrorParser(
         prog="dispatch",
         description="dispatch: a local control plane for Codex threads (lanes)",
@@ -140,6 +147,8 @@ def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
         return nodes[path]
 
     for op in load_ops().values():
+        if first_word is not None and op.cli_words[0] != first_word:
+            continue
         node = node_for(op.cli_words, op.summary)
         node.ops.append(op)
         if op.cli_switch:
@@ -169,6 +178,8 @@ def build_parser() -> tuple[JsonErrorParser, dict[tuple[str, ...], Node]]:
             )
     for command in load_commands().values():
         words = command.spelling.split()
+        if first_word is not None and words[0] != first_word:
+            continue
         switch = next((w for w in words if w.startswith("--")), None)
         node = node_for([w for w in words if not w.startswith("--")], command.help)
         if switch is None:
@@ -285,7 +296,10 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
 
 def main(argv: Sequence[str]) -> int:
     try:
-        parser, nodes = build_parser()
+        first = argv[0] if argv and not argv[0].startswith("-") else None
+        parser, nodes = build_parser(first)
+        if first is not None and (first,) not in nodes:
+            parser, nodes = build_parser()  # an unknown command: full usage
         if not argv:
             parser.print_help()
             return 2
