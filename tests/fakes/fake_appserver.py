@@ -552,15 +552,17 @@ class FakeAppServer:
                 if at >= 0:
                     start = max(0, at - SEARCH_SNIPPET_CHARS // 2)
                     snippet = text[start : start + SEARCH_SNIPPET_CHARS]
-                    hits.append({
-                        "turnId": turn["id"],
-                        "itemId": item["id"],
-                        "snippet": ("..." if start else "") + snippet,
-                        "snippetMatchRange": {
-                            "start": at - start,
-                            "end": at - start + len(term),
-                        },
-                    })
+                    hits.append(
+                        {
+                            "turnId": turn["id"],
+                            "itemId": item["id"],
+                            "snippet": ("..." if start else "") + snippet,
+                            "snippetMatchRange": {
+                                "start": at - start,
+                                "end": at - start + len(term),
+                            },
+                        }
+                    )
         return hits
 
     def m_thread_search(self, params: JsonDict, after: list[Callable[[], None]]) -> Any:
@@ -575,10 +577,12 @@ class FakeAppServer:
                 continue
             hits = self._search_hits(record, term)
             if hits or term in (record["preview"] + (record["name"] or "")).lower():
-                rows.append({
-                    "thread": self.public_thread(record, include_turns=False),
-                    "snippet": hits[0]["snippet"] if hits else record["preview"],
-                })
+                rows.append(
+                    {
+                        "thread": self.public_thread(record, include_turns=False),
+                        "snippet": hits[0]["snippet"] if hits else record["preview"],
+                    }
+                )
         chunk, next_cursor = page(rows, params)
         return {"data": chunk, "nextCursor": next_cursor, "backwardsCursor": None}
 
@@ -896,8 +900,11 @@ class FakeAppServer:
         started = time.monotonic()
         try:
             done = subprocess.run(
-                ["/bin/sh", "-c", command], capture_output=True, text=True,
-                timeout=SHELL_TIMEOUT, cwd=cwd if os.path.isdir(cwd or "") else None,
+                ["/bin/sh", "-c", command],
+                capture_output=True,
+                text=True,
+                timeout=SHELL_TIMEOUT,
+                cwd=cwd if os.path.isdir(cwd or "") else None,
             )
             output, code = done.stdout + done.stderr, done.returncode
         except (OSError, subprocess.TimeoutExpired) as exc:
