@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,28 @@ def config_path() -> Path:
     return Path(settings.DISPATCH_CONFIG_FILE)
 
 
+# Long-lived processes (web, worker) ask on every request: re-parse only when
+# the file, its path (tests switch DISPATCH_HOME) or the override changes.
+_policy_cache: dict[tuple[object, ...], Policy] = {}
+
+
 def load_policy(path: Path | None = None) -> Policy:
     """Read [policy] from config.toml; a broken file is a validation error."""
     path = path or config_path()
+    try:
+        stat = path.stat()
+        version: tuple[int, int] = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        version = (-1, -1)
+    key = (path, *version, os.environ.get("DISPATCH_ALLOW_ATTACHED_WRITES"))
+    if key not in _policy_cache:
+        policy = read_policy(path)
+        _policy_cache.clear()
+        _policy_cache[key] = policy
+    return _policy_cache[key]
+
+
+def read_policy(path: Path) -> Policy:
     data: dict = {}
     if path.exists():
         try:

@@ -9,6 +9,7 @@ that must not be lost is written to the DB before the wake-up is sent.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from django.conf import settings
@@ -33,14 +34,24 @@ class RpcFailed(AppServerError):
         self.rpc_code = rpc_code
 
 
+# host -> monotonic time until which its lease counts as checked; spares
+# the web process a lease query on every request.
+_lease_checked_until: dict[str, float] = {}
+LEASE_RECHECK_SECONDS = 2.0
+
+
 def require_worker(host: str) -> None:
     from lanes.models import WorkerLease
 
+    if time.monotonic() < _lease_checked_until.get(host, 0.0):
+        return
     lease = WorkerLease.objects.filter(host=host).first()
     if lease is None or not lease.is_fresh():
+        _lease_checked_until.pop(host, None)
         raise AppServerError(
             f"no dispatch worker is running for host {host!r}", hint=DAEMON_HINT
         )
+    _lease_checked_until[host] = time.monotonic() + LEASE_RECHECK_SECONDS
 
 
 async def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:

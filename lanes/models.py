@@ -127,6 +127,10 @@ class LaneEvent(models.Model):
                 fields=["thread_id", "seq"], name="lane_event_seq_unique"
             ),
         ]
+        indexes = [
+            # "has the journal seen this turn?" after every turn/start
+            models.Index(fields=["thread_id", "turn_id"], name="lane_event_turn"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.thread_id}#{self.seq} {self.method}"

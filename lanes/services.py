@@ -276,11 +276,6 @@ def lane_busy_check(lane: Lane) -> None:
 # -- turns ---------------------------------------------------------------------
 
 
-def lane_turn_started(*, lane: Lane, turn_id: str) -> None:
-    lane_mark_turn_started(lane_id=lane.pk, turn_id=turn_id)
-    lane.refresh_from_db()
-
-
 def lane_turn_request_failed(*, lane: Lane, error: DispatchError) -> None:
     Lane.objects.filter(pk=lane.pk).update(
         status=Lane.Status.ERROR,
@@ -291,14 +286,22 @@ def lane_turn_request_failed(*, lane: Lane, error: DispatchError) -> None:
     lane.refresh_from_db()
 
 
-def lane_turn_start(*, lane: Lane, text: str) -> str:
+def lane_turn_start(
+    *, lane: Lane, text: str, audit_op: str | None = None, surface: str = ""
+) -> str:
     try:
         result = lane_rpc(lane, "turn/start", turn_start_params(lane, text))
     except DispatchError as exc:
         lane_turn_request_failed(lane=lane, error=exc)
         raise
     turn_id = result["turn"]["id"]
-    lane_turn_started(lane=lane, turn_id=turn_id)
+    # One write transaction, taken after the RPC: the worker is journaling
+    # this very turn and must not wait on a lock held across a round trip.
+    with transaction.atomic():
+        lane_mark_turn_started(lane_id=lane.pk, turn_id=turn_id)
+        if audit_op:
+            audit_record(op=audit_op, lane=lane, detail=text[:120], surface=surface)
+    lane.refresh_from_db()
     return turn_id
 
 
@@ -477,8 +480,9 @@ def lane_send(
         if mode == "queue":
             return lane_queue(lane=lane, text=text, surface=surface)
         if mode == "send":
-            turn_id = lane_turn_start(lane=lane, text=text)
-            audit_record(op="send", lane=lane, detail=text[:120], surface=surface)
+            turn_id = lane_turn_start(
+                lane=lane, text=text, audit_op="send", surface=surface
+            )
             return {
                 "op": "send",
                 "detail": f"turn {turn_id} started",
@@ -557,8 +561,9 @@ def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
             raise
     audit_record(op="interrupt", lane=lane, detail="interject", surface=surface)
     wait_turn_end(lane=lane, turn_id=active)
-    turn_id = lane_turn_start(lane=lane, text=text)
-    audit_record(op="interject", lane=lane, detail=text[:120], surface=surface)
+    turn_id = lane_turn_start(
+        lane=lane, text=text, audit_op="interject", surface=surface
+    )
     return {
         "op": "interject",
         "detail": f"interrupted {active}; turn {turn_id} started",
