@@ -73,11 +73,12 @@ async def watch_lanes(
             except TimeoutError:
                 return
             received = time.time()
-            frame = json.loads(raw)
-            sent_at = frame["params"].get("sentAt")
-            if sent_at is not None:
-                latencies.append((received - sent_at) * 1000)
-            seqs[ref].append(frame["seq"])
+            for line in raw.splitlines():  # one or more frames per message
+                frame = json.loads(line)
+                sent_at = frame["params"].get("sentAt")
+                if sent_at is not None:
+                    latencies.append((received - sent_at) * 1000)
+                seqs[ref].append(frame["seq"])
 
     headers = {"Authorization": f"Bearer {token}"}
     url = base_url.replace("http://", "ws://")

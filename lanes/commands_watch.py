@@ -105,10 +105,11 @@ class Follower:
             proxy=None,
         ) as socket:
             for raw in socket:
-                frame = json.loads(raw)
-                self.out.write(json.dumps(frame, ensure_ascii=False) + "\n")
+                for line in str(raw).splitlines():
+                    frame = json.loads(line)
+                    self.out.write(json.dumps(frame, ensure_ascii=False) + "\n")
+                    self.cursor = str(frame["seq"])
                 self.out.flush()
-                self.cursor = str(frame["seq"])
                 self.streamed = True
 
     def renew_token(self) -> bool:

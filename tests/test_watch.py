@@ -204,7 +204,7 @@ class Watcher:
 
         try:
             for raw in self.socket:
-                self.frames.append(json.loads(raw))
+                self.frames.extend(json.loads(line) for line in str(raw).splitlines())
         except ConnectionClosed:
             pass
 

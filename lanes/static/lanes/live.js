@@ -355,13 +355,16 @@
       setConn("live", "live");
     };
     socket.onmessage = function (event) {
-      const frame = JSON.parse(event.data);
-      if (frame.seq <= lastSeq) return;
+      // One or more frames per message, one JSON object per line.
       const follow = nearBottom();
-      try {
-        render(frame);
-      } finally {
-        lastSeq = frame.seq;
+      for (const line of event.data.split("\n")) {
+        const frame = JSON.parse(line);
+        if (frame.seq <= lastSeq) continue;
+        try {
+          render(frame);
+        } finally {
+          lastSeq = frame.seq;
+        }
       }
       if (follow) transcript.scrollTop = transcript.scrollHeight;
     };
