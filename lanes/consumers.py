@@ -7,7 +7,8 @@ in seq order. A websocket message carries one or more frames, one JSON
 object per line (frames ready together go out together). `after` defaults
 to 0 (the whole journal); `after=latest` starts at the current end.
 Auth: `Authorization: Bearer <token>`, `?token=`, or the session of a
-logged-in staff user on a same-origin page (the admin live page). Close codes: 4400 bad request, 4401 auth, 4404 unknown lane.
+logged-in staff user on a same-origin page (the admin live page).
+Close codes: 4400 bad request, 4401 auth, 4404 unknown lane.
 
 The channel layer is at-most-once and drops silently past capacity, so it is
 only a fast path: the consumer subscribes to the lane *before* replaying, so
