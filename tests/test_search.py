@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ from lanes.models import Lane
 from lanes.models_index import LaneItem
 from lanes.search import fts5_match, query_parse, snippet, tsquery_text
 from lanes.services import lane_register
-from tests.support.codex_env import codex_binary
 from tests.support.foreign import foreign_thread
 from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import Stack
@@ -284,38 +283,13 @@ def test_it_finds_a_word_in_a_tool_output_of_a_million_character_turn(db: None) 
 
 # -- process level: the CLI against the fake and the real codex ------------------------
 
-BACKENDS = [
-    "fake",
-    pytest.param(
-        "real",
-        marks=[
-            pytest.mark.e2e,
-            pytest.mark.skipif(
-                codex_binary() is None, reason="codex binary not installed"
-            ),
-        ],
-    ),
-]
 # printf builds the word, so it appears in the command's output only.
 WORD_COMMAND = "printf 'zanz%sbar-42' i"
 
 
 @pytest.fixture
-def mock() -> Iterator[MockResponsesServer]:
-    with MockResponsesServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer
-) -> Iterator[Stack]:
-    s = Stack(tmp_path, codex=request.param, mock_base_url=mock.base_url)
-    s.kind = request.param  # type: ignore[attr-defined]
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+def stack(start_stack: Callable[..., Stack]) -> Stack:
+    return start_stack()
 
 
 def run_turn(stack: Stack, lane: dict[str, Any], text: str) -> None:
@@ -333,7 +307,7 @@ def run_turn(stack: Stack, lane: dict[str, Any], text: str) -> None:
 def test_it_finds_a_word_from_a_tool_output_three_turns_ago(
     stack: Stack, mock: MockResponsesServer, tmp_path: Path
 ) -> None:
-    if stack.kind == "real":  # type: ignore[attr-defined]
+    if stack.codex == "real":
         mock.queue(
             {"kind": "shell", "command": WORD_COMMAND},
             {"kind": "message", "text": "The command ran."},

@@ -8,7 +8,7 @@ the real CLI against a stack with the fake and with the real codex.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,7 @@ from lanes.models import Lane
 from lanes.models_index import LaneItem, LaneSyncState, LaneTurn
 from lanes.services import lane_register
 from lanes.sync import lane_sync, sync_run
-from tests.support.codex_env import codex_binary
 from tests.support.foreign import foreign_thread
-from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import Stack
 
 THREAD = "019a0000-0000-7000-8000-0000000000aa"
@@ -306,35 +304,10 @@ def test_it_attaches_a_raw_thread_id_before_syncing(codex: FakeCodex, db: None) 
 
 # -- process level: the CLI against the fake and the real codex ------------------------
 
-BACKENDS = [
-    "fake",
-    pytest.param(
-        "real",
-        marks=[
-            pytest.mark.e2e,
-            pytest.mark.skipif(
-                codex_binary() is None, reason="codex binary not installed"
-            ),
-        ],
-    ),
-]
-
 
 @pytest.fixture
-def mock() -> Iterator[MockResponsesServer]:
-    with MockResponsesServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer
-) -> Iterator[Stack]:
-    s = Stack(tmp_path, codex=request.param, mock_base_url=mock.base_url)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+def stack(start_stack: Callable[..., Stack]) -> Stack:
+    return start_stack()
 
 
 def test_it_syncs_a_thread_another_client_started(stack: Stack, tmp_path: Path) -> None:

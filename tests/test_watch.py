@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +28,8 @@ from lanes.journal import SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
-from tests.support.codex_env import codex_binary
-from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import REPO, Stack, pid_alive, wait_for
 
-BACKENDS = [
-    "fake",
-    pytest.param(
-        "real",
-        marks=[
-            pytest.mark.e2e,
-            pytest.mark.skipif(
-                codex_binary() is None, reason="codex binary not installed"
-            ),
-        ],
-    ),
-]
 SLOW = "[[slow:0.3]]"  # 20 deltas 0.3 s apart, on either backend
 
 
@@ -165,20 +151,8 @@ def test_it_rejects_sample_flags_with_follow(
 
 
 @pytest.fixture
-def mock() -> Iterator[MockResponsesServer]:
-    with MockResponsesServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer
-) -> Iterator[Stack]:
-    s = Stack(tmp_path, codex=request.param, mock_base_url=mock.base_url)
-    try:
-        yield s.start(web=True)
-    finally:
-        s.stop()
+def stack(start_stack: Callable[..., Stack]) -> Stack:
+    return start_stack(web=True)
 
 
 class Watcher:

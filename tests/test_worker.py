@@ -9,47 +9,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from tests.support.codex_env import codex_binary
 from tests.support.mock_responses import MockResponsesServer, last_user_text
 from tests.support.stack import Stack, pid_alive, wait_for
 
-BACKENDS = [
-    "fake",
-    pytest.param(
-        "real",
-        marks=[
-            pytest.mark.e2e,
-            pytest.mark.skipif(
-                codex_binary() is None, reason="codex binary not installed"
-            ),
-        ],
-    ),
-]
-
 
 @pytest.fixture
-def mock() -> Iterator[MockResponsesServer]:
-    with MockResponsesServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, mock: MockResponsesServer
-) -> Iterator[Stack]:
-    kind = request.param
-    extra = {"FAKE_APPSERVER_LOG": str(tmp_path / "fake.log")}
-    s = Stack(tmp_path, codex=kind, mock_base_url=mock.base_url, extra_env=extra)
-    s.kind = kind  # type: ignore[attr-defined]
-    try:
-        yield s.start()
-    finally:
-        s.stop()
+def stack(start_stack: Callable[..., Stack]) -> Stack:
+    return start_stack()
 
 
 def slow_text(text: str) -> str:
@@ -59,20 +29,16 @@ def slow_text(text: str) -> str:
 
 def sent_texts(stack: Stack, mock: MockResponsesServer) -> list[str]:
     """The user texts the model side received, in order, one per turn start."""
-    if stack.kind == "real":  # type: ignore[attr-defined]
+    if stack.codex == "real":
         texts = [
             last_user_text(r["body"].get("input"))
             for r in mock.requests("/v1/responses")
         ]
     else:
-        import json
-
-        log = Path(stack.env["FAKE_APPSERVER_LOG"])
-        texts = []
-        for line in log.read_text().splitlines():
-            message = json.loads(line)
-            if message.get("method") == "turn/start":
-                texts.append(message["params"]["input"][0]["text"])
+        texts = [
+            message["params"]["input"][0]["text"]
+            for message in stack.received("turn/start")
+        ]
     deduped: list[str] = []
     for text in texts:  # a tool loop or steer repeats the last user text
         if not deduped or deduped[-1] != text:

@@ -146,6 +146,8 @@ def resolve_port(port: int) -> int:
 def migrate_database() -> None:
     from django.core.management import call_command
 
+    from lanes.retention import journal_schedule_ensure
+
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except Exception as exc:
@@ -153,6 +155,8 @@ def migrate_database() -> None:
             f"cannot migrate the database: {exc}",
             hint="run `dispatch doctor`; `dispatch registry migrate` backs up first",
         ) from exc
+    # Celery beat (started next) compacts and prunes the journal on schedule.
+    journal_schedule_ensure()
 
 
 def _wait_ready(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from tests.support.codex_env import codex_binary, codex_env, write_codex_home
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 HOST = "testhost"
+DB_NAME = "dispatch.sqlite3"
 
 
 @dataclass
@@ -60,14 +63,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.02)
-    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+    raise TimeoutError(f"timed out after {timeout:g} s waiting for {what or predicate}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -88,12 +93,16 @@ class Stack:
     codex: str = "fake"  # or "real"
     mock_base_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    # A migrated database to copy instead of migrating (much faster).
+    template_db: Path | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     web_url: str | None = None
 
     def __post_init__(self) -> None:
-        self.home = self.root / "dispatch-home"
-        self.codex_home = self.root / "codex-home"
+        # Short names: the redis socket path must fit in sun_path (107 bytes).
+        self.home = self.root / "home"
+        self.codex_home = self.root / "codex"
+        self.appserver_log = self.root / "appserver.jsonl"
         self.run_dir = self.home / "run"
         self.home.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
@@ -102,13 +111,20 @@ class Stack:
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("DISPATCH_", "FAKE_APPSERVER_", "CODEX_"))
+            and k not in ("DATABASE_URL", "PYTHONDONTWRITEBYTECODE")
         }
         env.update(
             DISPATCH_HOME=str(self.home),
             CODEX_HOME=str(self.codex_home),
             DISPATCH_HOST=HOST,
+            # pytest runs under tests.settings (in-memory channel layer); the
+            # stack's processes share the real redis one.
             DJANGO_SETTINGS_MODULE="dispatchsite.settings",
             PYTHONPATH=str(REPO),
+            PYTHONUNBUFFERED="1",
+            # Each CLI call is a fresh interpreter: cached bytecode (kept out
+            # of the repo) saves about a second per call on a loaded machine.
+            PYTHONPYCACHEPREFIX=str(Path(tempfile.gettempdir()) / "dispatch-pycache"),
         )
         if self.codex == "real":
             binary = codex_binary()
@@ -123,6 +139,7 @@ class Stack:
             env["DISPATCH_CODEX_BIN"] = binary
         else:
             env["DISPATCH_CODEX_BIN"] = str(fake_codex_wrapper(self.root))
+            env["FAKE_APPSERVER_LOG"] = str(self.appserver_log)
         env.update(self.extra_env)
         self.env = env
 
@@ -143,12 +160,15 @@ class Stack:
 
     def start(self, *, web: bool = False) -> Stack:
         self.start_redis()
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"],
-            env=self.env,
-            cwd=REPO,
-            check=True,
-        )
+        if self.template_db is not None:
+            shutil.copyfile(self.template_db, self.home / DB_NAME)
+        else:
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "-v0"],
+                env=self.env,
+                cwd=REPO,
+                check=True,
+            )
         self.start_worker()
         if web:
             self.start_web()
@@ -183,9 +203,15 @@ class Stack:
             "worker",
             [sys.executable, "-m", "dispatchsite.cli", "worker", "--host", HOST],
         )
-        wait_for(
-            state.exists, timeout=30, what=f"worker ready ({self.root}/worker.log)"
-        )
+        worker = self.procs["worker"]
+
+        def ready() -> bool:
+            if worker.poll() is not None:
+                log = (self.root / "worker.log").read_text(errors="replace")
+                raise AssertionError(f"the worker exited early:\n{log[-3000:]}")
+            return state.exists()
+
+        wait_for(ready, timeout=30, what=f"worker ready ({self.root}/worker.log)")
 
     def start_web(self) -> None:
         port = free_port()
@@ -271,7 +297,42 @@ class Stack:
             return result.stdout
 
     def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.home / "dispatch.sqlite3", timeout=20)
+        return sqlite3.connect(self.home / DB_NAME, timeout=20)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Read the stack's database directly: cheap polling for waits.
+
+        Assertions about behaviour go through the CLI; this only saves the
+        interpreter start-up of a CLI call per poll.
+        """
+        uri = f"file:{self.home / DB_NAME}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=10) as db:
+            return db.execute(sql, params).fetchall()
+
+    def lane_state(self, ref: str) -> dict[str, Any]:
+        rows = self.query(
+            "select status, active_turn_id, latest_turn_status, queue_held "
+            "from lanes_lane where ref = ?",
+            ref,
+        )
+        status, active, latest, held = rows[0]
+        return {
+            "status": status,
+            "active_turn_id": active,
+            "latest_turn_status": latest,
+            "queue_held": bool(held),
+        }
+
+    def received(self, method: str | None = None) -> list[dict[str, Any]]:
+        """Every request the fake app-server received (optionally one method)."""
+        if not self.appserver_log.exists():
+            return []
+        lines = self.appserver_log.read_text(encoding="utf-8").splitlines()
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return [e for e in entries if method is None or e.get("method") == method]
+
+    def write_config(self, text: str) -> None:
+        (self.home / "config.toml").write_text(text, encoding="utf-8")
 
     def lane_row(self, thread_id: str) -> dict[str, Any]:
         """The lane's DB row: cheap enough to poll (a CLI call costs ~1 s)."""
