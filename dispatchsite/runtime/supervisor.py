@@ -351,17 +351,6 @@ def _connect_celery_ready() -> None:
 _connect_celery_ready()
 
 
-def kombu_url(url: str) -> str:
-    """Spell a unix-socket Redis URL the way kombu and celery accept it.
-
-    redis-py and channels_redis take unix://PATH, but kombu only knows
-    redis+socket://PATH ("No such transport: unix").
-    """
-    if url.startswith("unix://"):
-        return "redis+socket://" + url.removeprefix("unix://")
-    return url
-
-
 def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
     children = []
     after: tuple[str, ...] = ()
@@ -385,12 +374,9 @@ def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
         sys.executable,
         "-m",
         "celery",
+        # Broker and result backend come from settings (CELERY_*).
         "-A",
-        "dispatchsite",
-        "--broker",
-        kombu_url(settings.CELERY_BROKER_URL),
-        "--result-backend",
-        kombu_url(settings.CELERY_RESULT_BACKEND),
+        "dispatchsite.celery",
         "worker",
         "-B",
         "--pool=solo",
