@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.foreign import foreign_thread
 from tests.support.stack import DB_NAME, REPO, Stack, wait_for
 
 __all__ = ["Stack", "cli", "foreign_thread", "wait_for"]
 
-FAKE = REPO / "tests" / "fakes" / "fake_appserver.py"
 CLI_TIMEOUT = 60.0
 
 
@@ -57,51 +57,6 @@ def _json_or_text(text: str) -> Any:
             return json.loads(text.splitlines()[-1])
         except ValueError:
             return text
-
-
-def foreign_thread(stack: Stack, *, text: str, name: str | None = None) -> str:
-    """Start a thread (one completed turn) in a second app-server process on
-    the stack's CODEX_HOME, as another Codex client would; return its id."""
-    env = {k: v for k, v in stack.env.items() if not k.startswith("FAKE_APPSERVER_")}
-    proc = subprocess.Popen(
-        [sys.executable, str(FAKE), "app-server"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    stdin, stdout = proc.stdin, proc.stdout
-    assert stdin is not None and stdout is not None
-    ids = iter(range(1, 100))
-
-    def request(method: str, params: dict[str, Any]) -> Any:
-        request_id = next(ids)
-        stdin.write(json.dumps({"id": request_id, "method": method, "params": params}))
-        stdin.write("\n")
-        stdin.flush()
-        while True:
-            message = json.loads(stdout.readline())
-            if message.get("id") == request_id and "method" not in message:
-                assert "error" not in message, message
-                return message["result"]
-
-    try:
-        request("initialize", {"clientInfo": {"name": "other", "version": "1"}})
-        started = request("thread/start", {"cwd": str(stack.codex_home)})
-        thread_id = started["thread"]["id"]
-        request(
-            "turn/start",
-            {"threadId": thread_id, "input": [{"type": "text", "text": text}]},
-        )
-        while json.loads(stdout.readline()).get("method") != "turn/completed":
-            pass
-        if name is not None:
-            request("thread/name/set", {"threadId": thread_id, "name": name})
-    finally:
-        stdin.close()
-        proc.wait(10)
-    return thread_id
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from tests.lanes.conftest import Stack, cli, foreign_thread
 @pytest.fixture(scope="module")
 def outsider(stack: Stack) -> str:
     return foreign_thread(
-        stack, text="  hello   from\n another   client ", name="outsider"
+        stack, texts=["  hello   from\n another   client "], name="outsider"
     )
 
 
@@ -62,7 +62,7 @@ def test_it_lists_unmanaged_threads_then_attaches_one_idempotently(
 def test_it_suffixes_a_clashing_handle_and_syncs_the_latest_turn(
     stack: Stack, outsider: str
 ) -> None:
-    twin = foreign_thread(stack, text="twin", name="outsider")
+    twin = foreign_thread(stack, texts=["twin"], name="outsider")
     status, out, err = cli("attach", twin, "--sync", env=stack.env)
     assert status == 0, err
     assert out["handle"] == "@outsider-2"

@@ -133,7 +133,7 @@ def test_it_loads_a_restored_lane_on_the_next_send_and_adds_an_intro(
 
 
 def test_it_acts_on_raw_thread_ids_without_registering_them(stack: Stack) -> None:
-    raw = foreign_thread(stack, text="raw thread")
+    raw = foreign_thread(stack, texts=["raw thread"])
     status, out, err = cli("rename", raw, "raw-name", env=stack.env)
     assert status == 0, err
     assert out["managed"] is False and out["source"] == "unmanaged"

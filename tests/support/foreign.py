@@ -17,7 +17,9 @@ from tests.support.stack import Stack
 TURN_TIMEOUT = 30.0
 
 
-async def _run_thread(stack: Stack, cwd: Path, texts: list[str]) -> str:
+async def _run_thread(
+    stack: Stack, cwd: Path, texts: list[str], name: str | None
+) -> str:
     env = {k: v for k, v in stack.env.items() if not k.startswith("FAKE_APPSERVER_")}
     done = asyncio.Event()
 
@@ -42,11 +44,21 @@ async def _run_thread(stack: Stack, cwd: Path, texts: list[str]) -> str:
                 {"threadId": thread_id, "input": [{"type": "text", "text": text}]},
             )
             await asyncio.wait_for(done.wait(), TURN_TIMEOUT)
+        if name is not None:
+            await client.request(
+                "thread/name/set", {"threadId": thread_id, "name": name}
+            )
         return thread_id
     finally:
         await client.close()
 
 
-def foreign_thread(stack: Stack, *, cwd: Path, texts: list[str]) -> str:
+def foreign_thread(
+    stack: Stack,
+    *,
+    texts: list[str],
+    cwd: Path | None = None,
+    name: str | None = None,
+) -> str:
     """Run one turn per text in a thread no dispatch lane manages; its id."""
-    return asyncio.run(_run_thread(stack, cwd, texts))
+    return asyncio.run(_run_thread(stack, cwd or stack.codex_home, texts, name))
