@@ -42,6 +42,8 @@ log = logging.getLogger("dispatch.worker")
 T = TypeVar("T")
 
 JOURNAL_BATCH = 2000
+COALESCE_BELOW = 500
+COALESCE_SECONDS = 0.01
 # Frames above this size go out as a seq range; watchers read them from the DB.
 FRAME_BYTES_LIMIT = 256 * 1024
 HEARTBEAT_SECONDS = 2.0
@@ -224,6 +226,12 @@ class Worker:
         batch = [first]
         while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
             batch.append(self.inbox.get_nowait())
+        if 1 < len(batch) < COALESCE_BELOW:
+            # A stream is arriving: a few ms more make one larger batch, and
+            # every batch costs a transaction and a message to each watcher.
+            await asyncio.sleep(COALESCE_SECONDS)
+            while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
         result = await db(journal_write_batch)(batch, self.counter)
         await self.publish(result.frames)
         for thread_id in result.drain_thread_ids:
