@@ -42,8 +42,8 @@ log = logging.getLogger("dispatch.worker")
 T = TypeVar("T")
 
 JOURNAL_BATCH = 2000
-COALESCE_BELOW = 500
-COALESCE_SECONDS = 0.01
+COALESCE_BELOW = 1000
+COALESCE_SECONDS = 0.02
 # Frames above this size go out as a seq range; watchers read them from the DB.
 FRAME_BYTES_LIMIT = 256 * 1024
 HEARTBEAT_SECONDS = 2.0
