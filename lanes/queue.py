@@ -78,21 +78,6 @@ def queued_message_mark_failed(*, message: QueuedMessage, error: str) -> None:
     )
 
 
-def queued_message_release(*, message: QueuedMessage) -> None:
-    """Put a message whose delivery never reached the thread back in line."""
-    QueuedMessage.objects.filter(
-        pk=message.pk, status=QueuedMessage.Status.SENDING
-    ).update(status=QueuedMessage.Status.PENDING)
-
-
-def queued_messages_in_flight(*, host: str) -> list[QueuedMessage]:
-    return list(
-        QueuedMessage.objects.filter(
-            status=QueuedMessage.Status.SENDING, lane__host=host
-        ).select_related("lane")
-    )
-
-
 def lanes_with_pending(*, host: str) -> list[str]:
     return list(
         Lane.objects.filter(host=host, queue__status=QueuedMessage.Status.PENDING)
