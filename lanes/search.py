@@ -26,7 +26,12 @@ from dispatchsite.errors import ValidationError
 from lanes import gateway
 from lanes.models import Lane
 from lanes.models_index import LaneItem
-from lanes.presenters import preview_text, thread_status, unix_iso
+from lanes.presenters import (
+    preview_text,
+    thread_action_ref,
+    thread_status,
+    unix_iso,
+)
 
 SNIPPET_CHARS = 200
 # Matches ranked per query: the newest this many (after filters). A term in
@@ -403,27 +408,10 @@ def item_match(
 
 
 def thread_identity(lane: Lane | None, *, thread_id: str) -> dict[str, Any]:
-    if lane is None:
-        return {
-            "ref": None,
-            "id": thread_id,
-            "handle": None,
-            "managed": False,
-            "source": "unmanaged",
-            "status": "unknown",
-            "name": None,
-            "cwd": None,
-        }
-    return {
-        "ref": lane.ref,
-        "id": lane.thread_id,
-        "handle": lane.handle,
-        "managed": True,
-        "source": lane.source,
-        "status": lane.status,
-        "name": lane.title,
-        "cwd": lane.cwd,
-    }
+    identity = thread_action_ref(
+        lane=lane, thread_id=thread_id, status="unknown", cwd=None
+    )
+    return {**identity, "name": lane.title if lane is not None else None}
 
 
 def search_index(

@@ -13,26 +13,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.test import override_settings
 
+from tests.support import stack
+from tests.support.stack import fake_codex_wrapper as fake_codex
+
+__all__ = ["CliResult", "cli", "cli_env", "dispatch_home", "fake_codex"]
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE_APPSERVER = REPO / "tests" / "fakes" / "fake_appserver.py"
 HOST = "testhost"
-
-
-def fake_codex(directory: Path) -> Path:
-    wrapper = directory / "fake-codex"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "--version" ]; then echo "codex-cli 0.169.0"; exit 0; fi\n'
-        f'exec "{sys.executable}" "{FAKE_APPSERVER}" "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 def cli_env(root: Path, **extra: str) -> dict[str, str]:
@@ -55,21 +48,13 @@ def cli_env(root: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class CliResult:
-    status: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
+class CliResult(stack.CliResult):
     @property
     def error(self) -> dict[str, Any]:
+        """Runtime errors must be exactly one line (the issue asks for it)."""
         lines = self.stderr.strip().splitlines()
         assert len(lines) == 1, f"expected one error line, got: {self.stderr}"
-        return json.loads(lines[0])["error"]
+        return dict(json.loads(lines[0])["error"])
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 90) -> CliResult:
