@@ -4,18 +4,21 @@ The real pieces run as separate processes: a private Redis, `dispatch
 worker` and daphne (tests/support/stack.py), with the fake app-server in
 its firehose mode emitting `item/agentMessage/delta` on `--lanes` threads at
 `--rate` per thread per second, each stamped with a wall-clock `sentAt`.
-`--watchers` client processes each open one websocket per lane
-(`/ws/lanes/<ref>/events`), so every event reaches every watcher. Latency
-is `time.time()` at frame receipt minus `sentAt`: app-server write ->
-worker read -> journal commit -> group_send (Redis) -> consumer -> daphne ->
-client. Afterwards each watcher's seqs per lane are checked against the
-journal: none lost, none twice.
+`--watchers` client processes each follow every lane, so every event reaches
+every watcher: over one socket each (`/ws/events?lane=...`, all lanes) and,
+in a second run on a fresh stack, over one socket per lane
+(`/ws/lanes/<ref>/events`, watchers x lanes sockets); `--sockets` picks one.
+Latency is `time.time()` at frame receipt minus `sentAt`: app-server write
+-> worker read -> journal commit -> group_send (Redis) -> the web process's
+hub -> daphne -> client. Afterwards each watcher's seqs per lane are checked
+against the journal: none lost, none twice.
 
 Target: p99 <= 50 ms, zero lost or duplicated seq. Prints a table and a
 JSON document (`--json-out FILE` also writes it); no assertions.
 
     .venv/bin/python bench/bench_websocket.py [--lanes 20] [--rate 100]
-        [--seconds 10] [--watchers 10] [--json-out FILE]
+        [--seconds 10] [--watchers 10] [--sockets watcher|lane|both]
+        [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def percentile(values: list[float], q: float) -> float:
 async def watch_lanes(
     base_url: str,
     refs: list[str],
+    thread_ids: list[str],
+    sockets_per: str,
     token: str,
     expected: int,
     idle: float,
@@ -62,14 +67,16 @@ async def watch_lanes(
     from websockets.asyncio.client import connect
 
     latencies: list[float] = []
-    seqs: dict[str, list[int]] = {ref: [] for ref in refs}
+    seqs: dict[str, list[int]] = {thread_id: [] for thread_id in thread_ids}
 
-    async def one(ref: str, socket: Any) -> None:
+    async def one(socket: Any, frames_wanted: int) -> None:
         # Until every event arrived, or none did for `idle` seconds: a slow
         # stream is late, not lost; only what never comes counts as lost.
-        while len(seqs[ref]) < expected:
+        got = 0
+        while got < frames_wanted:
             try:
-                raw = await asyncio.wait_for(socket.recv(), idle)
+                async with asyncio.timeout(idle):
+                    raw = await socket.recv()
             except TimeoutError:
                 return
             received = time.time()
@@ -78,41 +85,31 @@ async def watch_lanes(
                 sent_at = frame["params"].get("sentAt")
                 if sent_at is not None:
                     latencies.append((received - sent_at) * 1000)
-                seqs[ref].append(frame["seq"])
+                seqs[frame["thread_id"]].append(frame["seq"])
+                got += 1
 
     headers = {"Authorization": f"Bearer {token}"}
     url = base_url.replace("http://", "ws://")
+    if sockets_per == "lane":
+        paths = [f"/ws/lanes/{ref}/events?after=0" for ref in refs]
+    else:
+        paths = ["/ws/events?after=0&" + "&".join(f"lane={ref}" for ref in refs)]
     sockets = [
-        await connect(
-            f"{url}/ws/lanes/{ref}/events?after=0",
-            additional_headers=headers,
-            max_size=None,
-            proxy=None,
-        )
-        for ref in refs
+        await connect(url + path, additional_headers=headers, max_size=None, proxy=None)
+        for path in paths
     ]
     ready.set()
     start.wait()
-    await asyncio.gather(*(one(ref, s) for ref, s in zip(refs, sockets, strict=True)))
+    per_socket = expected * len(refs) // len(sockets)
+    await asyncio.gather(*(one(socket, per_socket) for socket in sockets))
     for socket in sockets:
         await socket.close()
     return {"latencies": latencies, "seqs": seqs}
 
 
-def watcher_main(
-    base_url: str,
-    refs: list[str],
-    token: str,
-    expected: int,
-    idle: float,
-    ready: Any,
-    start: Any,
-    results: Any,
-) -> None:
-    result = asyncio.run(
-        watch_lanes(base_url, refs, token, expected, idle, ready, start)
-    )
-    results.put(result)
+def watcher_main(*args: Any) -> None:
+    *watch_args, results = args
+    results.put(asyncio.run(watch_lanes(*watch_args)))
 
 
 # -- the run -----------------------------------------------------------------------
@@ -175,7 +172,7 @@ def journal_seqs(stack: Any, thread_id: str) -> list[int]:
         return [seq for (seq,) in rows]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, sockets_per: str) -> dict[str, Any]:
     from tests.support.stack import Stack
 
     root = Path(tempfile.mkdtemp(prefix="dispatch-bench-ws-"))
@@ -208,6 +205,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 args=(
                     stack.web_url,
                     refs,
+                    thread_ids,
+                    sockets_per,
                     token,
                     expected,
                     idle,
@@ -230,19 +229,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu_after = cpu_snapshot(pids)
         for proc in watchers:
             proc.join(timeout=10)
-        journals = {
-            ref: journal_seqs(stack, t) for ref, t in zip(refs, thread_ids, strict=True)
-        }
+        journals = {t: journal_seqs(stack, t) for t in thread_ids}
     finally:
         stack.stop()
     latencies = [ms for result in collected for ms in result["latencies"]]
     lost = duplicated = 0
     for result in collected:
-        for ref, got in result["seqs"].items():
+        for thread_id, got in result["seqs"].items():
             duplicated += len(got) - len(set(got))
-            lost += len(set(journals[ref]) - set(got))
+            lost += len(set(journals[thread_id]) - set(got))
     journaled = sum(len(seqs) for seqs in journals.values())
     return {
+        "sockets": sockets_per,
+        "websockets": args.watchers * (args.lanes if sockets_per == "lane" else 1),
         "lanes": args.lanes,
         "rate_per_lane": args.rate,
         "seconds": args.seconds,
@@ -280,45 +279,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def table(report: dict[str, Any]) -> str:
-    lat = report["latency_ms"]
-    rows = [
-        (
-            "load",
-            f"{report['lanes']} lanes x {report['rate_per_lane']:g} ev/s, "
-            f"{report['seconds']:g} s, {report['watchers']} watchers (all lanes)",
-        ),
-        (
-            "events journaled",
+def run_in_child(args: argparse.Namespace, sockets_per: str, results: Any) -> None:
+    results.put(run(args, sockets_per))
+
+
+def run_apart(args: argparse.Namespace, sockets_per: str) -> dict[str, Any]:
+    """`run` in a process of its own: Django is set up once per process."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=run_in_child, args=(args, sockets_per, results))
+    child.start()
+    report = results.get()
+    child.join()
+    return report
+
+
+def table(reports: list[dict[str, Any]]) -> str:
+    """One column per run, side by side."""
+
+    def cells(report: dict[str, Any]) -> list[str]:
+        lat = report["latency_ms"]
+        return [
+            f"{report['websockets']} ({report['watchers']} watchers, "
+            f"one per {report['sockets']})",
             f"{report['events_journaled']} / {report['events_expected']}",
-        ),
-        (
-            "frames received",
-            f"{report['frames_received']} / {report['frames_expected']}"
-            f" ({report['frames_per_second']} /s)",
-        ),
-        ("latency p50 / p90", f"{lat['p50']} / {lat['p90']} ms"),
-        (
-            "latency p99 / max",
-            f"{lat['p99']} / {lat['max']} ms  (target p99 <= {P99_TARGET_MS:g} ms)",
-        ),
-        (
-            "cpu s (of " + f"{report['cpu_cores']} cores)",
+            f"{report['frames_received']} / {report['frames_expected']}",
+            f"{lat['p50']} / {lat['p90']} ms",
+            f"{lat['p99']} / {lat['max']} ms",
             ", ".join(f"{k} {v:g}" for k, v in report["cpu_seconds"].items()),
-        ),
-        (
-            "load average 1m",
-            f"{report['loadavg_1m']['before']} before, "
-            f"{report['loadavg_1m']['after']} after",
-        ),
-        (
-            "lost / duplicated",
-            f"{report['lost']} / {report['duplicated']}  (target 0 / 0)",
-        ),
-        ("meets target", "yes" if report["meets_target"] else "NO"),
+            f"{report['loadavg_1m']['before']} -> {report['loadavg_1m']['after']}",
+            f"{report['lost']} / {report['duplicated']}",
+            "yes" if report["meets_target"] else "NO",
+        ]
+
+    first = reports[0]
+    names = [
+        "websockets",
+        "events journaled",
+        "frames received",
+        "latency p50 / p90",
+        f"latency p99 / max (target p99 <= {P99_TARGET_MS:g} ms)",
+        f"cpu seconds ({first['cpu_cores']} cores)",
+        "load average 1m",
+        "lost / duplicated (target 0 / 0)",
+        "meets target",
     ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    columns = [cells(report) for report in reports]
+    width = max(len(name) for name in names)
+    lines = [
+        f"{first['lanes']} lanes x {first['rate_per_lane']:g} events/s for "
+        f"{first['seconds']:g} s; {first['watchers']} watchers, each on every lane"
+    ]
+    for n, name in enumerate(names):
+        lines.append(f"{name:<{width}}  " + "  |  ".join(c[n] for c in columns))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--watchers", type=int, default=10)
     parser.add_argument(
+        "--sockets",
+        choices=("watcher", "lane", "both"),
+        default="both",
+        help="one websocket per watcher (/ws/events, all lanes), one per lane "
+        "(/ws/lanes/<lane>/events), or a run of each",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=15.0,
@@ -335,11 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
-    report = run(args)
-    print(table(report))
-    print(json.dumps(report, indent=2))
+    modes = ["watcher", "lane"] if args.sockets == "both" else [args.sockets]
+    reports = [run_apart(args, mode) for mode in modes]
+    print(table(reports))
+    print(json.dumps(reports, indent=2))
     if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+        args.json_out.write_text(json.dumps(reports, indent=2) + "\n")
     return 0
 
 

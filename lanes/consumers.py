@@ -1,52 +1,47 @@
-"""Websocket: a lane's events, replayed from the journal, then streamed live.
+"""Websockets: lanes' events, replayed from the journal, then streamed live.
 
-    ws://HOST/ws/lanes/<selector>/events?after=<seq>[&token=<token>]
+    ws://HOST/ws/lanes/<selector>/events?after=<seq>
+    ws://HOST/ws/events?lane=<selector>&lane=<selector>...&after=<seq>...
 
-Every frame is one journal row (`LaneEvent.as_frame`), sent exactly once and
-in seq order. A websocket message carries one or more frames, one JSON
-object per line (frames ready together go out together). `after` defaults
-to 0 (the whole journal); `after=latest` starts at the current end.
-Auth: `Authorization: Bearer <token>`, `?token=`, or the session of a
-logged-in staff user on a same-origin page (the admin live page).
-Close codes: 4400 bad request, 4401 auth, 4404 unknown lane.
+The first follows one lane; the second any number (up to MAX_LANES) over
+one socket, so a dashboard or an agent supervising many lanes pays one
+connection, and one websocket message per journal batch, however many of
+its lanes the batch touched. `after` defaults to 0 (the whole journal);
+`after=latest` starts at the current end. On the many-lane socket one
+`after` applies to every lane, or give one per `lane`, in the same order.
+
+Every frame is one journal row (`LaneEvent.as_frame`, which names its
+`thread_id`), sent exactly once and in seq order per lane. A websocket
+message carries one or more frames, one JSON object per line (frames ready
+together go out together). Auth: `Authorization: Bearer <token>`,
+`?token=`, or the session of a logged-in staff user on a same-origin page
+(the admin live page). Close codes: 4400 bad request, 4401 auth, 4404
+unknown lane.
 
 The channel layer is at-most-once and drops silently past capacity, so it is
-only a fast path: the consumer subscribes to the lane *before* replaying, so
-nothing falls between replay and live, and whenever a live message does not
-continue from the last frame sent (a drop, or `frames` left out because the
-batch was large) it reads the missing range from the journal. Live messages
-wait in a bounded buffer while the socket is busy; past MAX_PENDING frames
-the buffer is dropped and the consumer pages the journal instead, which is
-lossless because every published row is committed first.
-
-Sockets do not join the lane's group themselves: a per-process LaneHub is
-the one group member per lane and hands each message to the local sockets
-of that lane. channels_redis receives one message per four Redis round
-trips, serially per process, so a group member per socket would cost
-watchers x lanes Redis messages per journal batch; the hub costs one per
-lane. The hub also listens on JOURNAL_GROUP for one message per journal
-batch carrying every lane's part (`{"type": "lanes.events", "batches":
-[<lane.events message>, ...]}`), which a publisher can use instead of one
-message per lane to cut that cost by the number of busy lanes.
+only a fast path: the socket subscribes (lanes.hub) *before* replaying, so
+nothing falls between replay and live, and whenever a live part does not
+continue from the last frame sent on its lane (a drop, or a batch too large
+to carry its frames) it reads the missing range from the journal. Live parts
+wait in a bounded buffer while the socket is busy and go out together; past
+MAX_PENDING frames the buffer is dropped and the socket pages the journal
+instead, which is lossless because every published row is committed first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dispatchsite.errors import DispatchError
-from lanes.journal import JOURNAL_GROUP
+from lanes.hub import db, lane_hub
 from lanes.selectors import find_lane
-from lanes.watch import journal_frames, journal_last_seq, journal_last_seqs
+from lanes.watch import journal_frame_texts, journal_last_seq
 
 log = logging.getLogger("dispatch.websocket")
 
@@ -58,29 +53,16 @@ CLOSE_INTERNAL = 1011
 PAGE_SIZE = 500
 # Live frames buffered for a slow socket before switching to journal paging.
 MAX_PENDING = 2000
-# channels_redis forgets group members after group_expiry (a day by default);
-# the hub renews its memberships well before that.
-GROUP_REFRESH_SECONDS = 3600.0
-# How often the hub compares the journal with what it has seen, so a dropped
-# *last* message (no later one reveals the gap) is refilled within ~2 ticks.
-# Longer than any healthy publish-to-receive delay: a message that is only
-# late must not send every socket to the DB, least of all under load.
-RECONCILE_SECONDS = 3.0
+# Lanes one many-lane socket may follow.
+MAX_LANES = 200
 
 
-# Journal reads run off Django's shared sync thread, so a replay never waits
-# behind a view. Tests on SQLite's in-memory database flip this: its shared
-# cache locks whole tables, so a read beside a write would fail there.
-THREAD_SENSITIVE = False
+class BadRequest(Exception):
+    pass
 
 
-def db(fn: Any) -> Any:
-    return database_sync_to_async(fn, thread_sensitive=THREAD_SENSITIVE)
-
-
-def query_params(scope: dict[str, Any]) -> dict[str, str]:
-    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return {key: values[-1] for key, values in parsed.items()}
+def query_lists(scope: dict[str, Any]) -> dict[str, list[str]]:
+    return parse_qs(scope.get("query_string", b"").decode("latin-1"))
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -103,12 +85,15 @@ def same_origin(scope: dict[str, Any]) -> bool:
     return origin.split("://", 1)[-1].rstrip("/") == host
 
 
-def lookup_lane(selector: str) -> tuple[str | None, int]:
-    """(thread id or None, last journaled seq) for a read selector."""
-    lane = find_lane(selector, fuzzy=True)
-    if lane is None:
-        return None, 0
-    return lane.thread_id, journal_last_seq(lane.thread_id)
+def lookup_lanes(selectors: list[str]) -> list[tuple[str, int]] | None:
+    """(thread id, last journaled seq) per read selector; None if one is unknown."""
+    found = []
+    for selector in selectors:
+        lane = find_lane(selector, fuzzy=True)
+        if lane is None:
+            return None
+        found.append((lane.thread_id, journal_last_seq(lane.thread_id)))
+    return found
 
 
 def token_valid(raw: str) -> bool:
@@ -124,155 +109,33 @@ def header_bearer(scope: dict[str, Any]) -> str | None:
     return bearer_from_headers(scope.get("headers", []))
 
 
-class LaneHub:
-    """This process's one channel-layer subscription per watched lane.
-
-    Lives while it has subscribers: the first one opens its channel and
-    receive loop, the last one to leave tears them down.
-    """
-
-    def __init__(self, layer: Any) -> None:
-        self.layer = layer
-        self.channel: str | None = None
-        self.subscribers: dict[str, set[LaneEventsConsumer]] = {}
-        self.lock = asyncio.Lock()
-        self.tasks: list[asyncio.Task[None]] = []
-        # Per lane: the highest seq any message announced, and the journal's
-        # last seq at the previous reconcile tick.
-        self.seen: dict[str, int] = {}
-        self.committed: dict[str, int] = {}
-
-    async def subscribe(self, thread_id: str, consumer: LaneEventsConsumer) -> None:
-        """Return once messages published from now on reach `consumer`."""
-        async with self.lock:
-            if self.channel is None:
-                # The default prefix: channels_redis pops every process-local
-                # channel from one Redis list named after it.
-                self.channel = await self.layer.new_channel()
-                await self.layer.group_add(JOURNAL_GROUP, self.channel)
-                self.tasks = [
-                    asyncio.create_task(self.receive_loop(self.channel)),
-                    asyncio.create_task(self.refresh_loop()),
-                    asyncio.create_task(self.reconcile_loop()),
-                ]
-            members = self.subscribers.setdefault(thread_id, set())
-            if not members:
-                await self.layer.group_add(f"lane.{thread_id}", self.channel)
-            members.add(consumer)
-
-    async def unsubscribe(self, thread_id: str, consumer: LaneEventsConsumer) -> None:
-        async with self.lock:
-            members = self.subscribers.get(thread_id)
-            if not members or consumer not in members:
-                return
-            members.discard(consumer)
-            if members:
-                return
-            del self.subscribers[thread_id]
-            self.seen.pop(thread_id, None)
-            self.committed.pop(thread_id, None)
-            assert self.channel is not None
-            await self.layer.group_discard(f"lane.{thread_id}", self.channel)
-            if not self.subscribers:
-                await self.layer.group_discard(JOURNAL_GROUP, self.channel)
-                for task in self.tasks:
-                    task.cancel()
-                self.tasks = []
-                self.channel = None
-
-    async def receive_loop(self, channel: str) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis restarting: sockets refill gaps
-                log.warning("lane hub receive failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            kind = message.get("type")
-            if kind == "lanes.events":
-                for part in message.get("batches") or ():
-                    self.dispatch(part)
-            elif kind == "lane.events":
-                self.dispatch(message)
-
-    def dispatch(self, message: dict[str, Any]) -> None:
-        thread_id = message.get("thread_id", "")
-        consumers = list(self.subscribers.get(thread_id, ()))
-        if consumers:
-            self.seen[thread_id] = max(self.seen.get(thread_id, 0), message["last_seq"])
-        if consumers and message.get("frames"):
-            # Encoded once here rather than once per socket.
-            message["texts"] = [json.dumps(f) for f in message["frames"]]
-        for consumer in consumers:
-            consumer.feed(message)
-
-    async def reconcile_loop(self) -> None:
-        """Nudge sockets about rows committed a tick ago but never announced.
-
-        A row committed before the previous tick has had a whole tick for
-        its message to arrive; if none did, the layer dropped it (or the
-        worker died before publishing), and the sockets read it from the
-        journal. One cheap query per watched lane per tick, per process.
-        """
-        while True:
-            await asyncio.sleep(RECONCILE_SECONDS)
-            lanes = list(self.subscribers)
-            try:
-                latest = await db(journal_last_seqs)(lanes)
-            except Exception as exc:  # the DB busy or restarting: next tick
-                log.warning("lane hub reconcile failed: %s", exc)
-                continue
-            for thread_id in lanes:
-                committed = self.committed.get(thread_id, 0)
-                if committed > self.seen.get(thread_id, 0):
-                    self.dispatch(
-                        {
-                            "type": "lane.events",
-                            "thread_id": thread_id,
-                            "first_seq": committed,
-                            "last_seq": committed,
-                        }
-                    )
-            self.committed = latest
-
-    async def refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            async with self.lock:
-                if self.channel is None:
-                    return
-                await self.layer.group_add(JOURNAL_GROUP, self.channel)
-                for thread_id in self.subscribers:
-                    await self.layer.group_add(f"lane.{thread_id}", self.channel)
+def start_cursor(after: str, last_seq: int) -> int:
+    if after == "latest":
+        return last_seq
+    if after.isdigit():
+        return int(after)
+    raise BadRequest(f"after must be a seq or 'latest', not {after!r}")
 
 
-# One hub per event loop (tests run one loop each; daphne has one).
-HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LaneHub] = (
-    weakref.WeakKeyDictionary()
-)
+class JournalStreamConsumer(AsyncWebsocketConsumer):
+    """Streams the journal of one or more lanes over one socket."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pump_task: asyncio.Task[None] | None = None
+        # thread id -> the last seq sent on that lane
+        self.cursors: dict[str, int] = {}
 
-def lane_hub(layer: Any) -> LaneHub:
-    loop = asyncio.get_running_loop()
-    hub = HUBS.get(loop)
-    if hub is None or hub.layer is not layer:
-        hub = HUBS[loop] = LaneHub(layer)
-    return hub
-
-
-class LaneEventsConsumer(AsyncJsonWebsocketConsumer):
-    thread_id = ""
-    last_sent = 0
-    pump_task: asyncio.Task[None] | None = None
+    def requested(self) -> list[tuple[str, str]]:
+        """(selector, after) for each lane the client asked for."""
+        raise NotImplementedError
 
     async def connect(self) -> None:
         code = await self.open_stream()
         # Accept even to refuse: a close before accept becomes an HTTP 403
         # and the client would never see the 44xx code. On success the
-        # handshake completes only once the group is joined, so a client
-        # that is connected is also subscribed.
+        # handshake completes only once the hub has it, so a client that is
+        # connected is also subscribed.
         await self.accept()
         if code is not None:
             await self.close(code=code)
@@ -280,33 +143,37 @@ class LaneEventsConsumer(AsyncJsonWebsocketConsumer):
         self.pump_task = asyncio.create_task(self.pump())
 
     async def open_stream(self) -> int | None:
-        """Subscribe to the lane; a close code when the stream cannot open."""
+        """Subscribe to the lanes; a close code when the stream cannot open."""
         if not await self.authorized():
             return CLOSE_UNAUTHORIZED
-        selector = self.scope["url_route"]["kwargs"]["selector"]
         try:
-            thread_id, last_seq = await db(lookup_lane)(selector)
-        except DispatchError:  # e.g. an ambiguous selector
+            wanted = self.requested()
+            found = await db(lookup_lanes)([selector for selector, _ in wanted])
+            if found is None:
+                return CLOSE_NOT_FOUND
+            cursors: dict[str, int] = {}
+            for (_selector, after), (thread_id, last_seq) in zip(
+                wanted, found, strict=True
+            ):
+                cursors.setdefault(thread_id, start_cursor(after, last_seq))
+        except (BadRequest, DispatchError):  # e.g. an ambiguous selector
             return CLOSE_BAD_REQUEST
-        if thread_id is None:
-            return CLOSE_NOT_FOUND
-        after = query_params(self.scope).get("after", "0")
-        if after == "latest":
-            self.last_sent = last_seq
-        elif after.isdigit():
-            self.last_sent = int(after)
-        else:
-            return CLOSE_BAD_REQUEST
-        self.thread_id = thread_id
-        self.pending: collections.deque[dict[str, Any]] = collections.deque()
+        self.begin(cursors)
+        await lane_hub(self.channel_layer).subscribe(list(cursors), self)
+        return None
+
+    def begin(self, cursors: dict[str, int]) -> None:
+        self.cursors = cursors
+        self.pending: collections.deque[list[dict[str, Any]]] = collections.deque()
         self.pending_frames = 0
         self.overflowed = False
         self.wake = asyncio.Event()
-        await lane_hub(self.channel_layer).subscribe(thread_id, self)
-        return None
 
     async def authorized(self) -> bool:
-        raw = header_bearer(self.scope) or query_params(self.scope).get("token")
+        raw = (
+            header_bearer(self.scope)
+            or (query_lists(self.scope).get("token") or [""])[-1]
+        )
         if raw:
             return bool(await db(token_valid)(raw))
         user = self.scope.get("user")
@@ -321,91 +188,93 @@ class LaneEventsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.pump_task is not None:
             self.pump_task.cancel()
-        if self.thread_id:
-            await lane_hub(self.channel_layer).unsubscribe(self.thread_id, self)
+        if self.cursors:
+            await lane_hub(self.channel_layer).unsubscribe(list(self.cursors), self)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None
+    ) -> None:
         pass  # the stream is one-way; client messages are ignored
 
-    # -- live messages (the worker's group_send, via the hub) -------------------
+    # -- live parts (from the hub) ---------------------------------------------
 
-    async def lane_events(self, message: dict[str, Any]) -> None:
-        self.feed(message)
-
-    def feed(self, message: dict[str, Any]) -> None:
-        """Queue a live message for the pump; never blocks, never grows unbounded."""
+    def feed(self, parts: list[dict[str, Any]]) -> None:
+        """Queue live parts for the pump; never blocks, never grows unbounded."""
         if self.overflowed:
-            return  # the pump pages the journal, which has this range too
-        self.pending.append(message)
-        self.pending_frames += len(message.get("frames") or ()) or 1
+            return  # the pump pages the journal, which has these rows too
+        self.pending.append(parts)
+        self.pending_frames += sum(len(part.get("texts") or "_") for part in parts)
         if self.pending_frames > MAX_PENDING:
             self.pending.clear()
             self.pending_frames = 0
             self.overflowed = True
         self.wake.set()
 
-    # -- the one task that sends frames ------------------------------------------
+    # -- the one task that sends frames ----------------------------------------
 
     async def pump(self) -> None:
         try:
-            await self.replay(upto=None)
+            await self.replay_all()
             while True:
                 if self.overflowed:
                     self.overflowed = False
-                    await self.replay(upto=None)
+                    await self.replay_all()
                 elif self.pending:
-                    message = self.pending.popleft()
-                    self.pending_frames -= len(message.get("frames") or ()) or 1
-                    await self.deliver(message)
+                    parts = [part for batch in self.pending for part in batch]
+                    self.pending.clear()
+                    self.pending_frames = 0
+                    await self.deliver(parts)
                 else:
                     self.wake.clear()
                     await self.wake.wait()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("lane stream %s failed", self.thread_id)
+            log.exception("lane stream %s failed", list(self.cursors))
             await self.close(code=CLOSE_INTERNAL)
 
-    async def deliver(self, message: dict[str, Any]) -> None:
-        if message["last_seq"] <= self.last_sent:
-            return
-        frames = message.get("frames")
-        if frames is None:  # a large batch travels as a seq range only
-            await self.replay(upto=message["last_seq"])
-            return
-        texts = message.get("texts") or [None] * len(frames)
-        batch: list[str] = []
-        batch_last = self.last_sent
-        for frame, text in zip(frames, texts, strict=True):
-            seq = frame["seq"]
-            if seq <= batch_last:
+    async def deliver(self, parts: list[dict[str, Any]]) -> None:
+        """Every frame of `parts` not sent yet, in one message where possible."""
+        texts: list[str] = []
+        advanced: dict[str, int] = {}
+        for part in parts:
+            thread_id = part["thread_id"]
+            last = advanced.get(thread_id, self.cursors[thread_id])
+            if part["last_seq"] <= last:
                 continue
-            if seq > batch_last + 1:  # the layer dropped something
-                await self.send_frames(batch, batch_last)
-                batch = []
-                await self.replay(upto=seq - 1)
-                batch_last = self.last_sent
-            batch.append(text if text is not None else json.dumps(frame))
-            batch_last = seq
-        await self.send_frames(batch, batch_last)
+            carried = part.get("texts")
+            if carried is None or part["first_seq"] > last + 1:
+                # Not carried, or the layer dropped something before it.
+                await self.send_texts(texts, advanced)
+                texts, advanced = [], {}
+                await self.replay(thread_id, upto=part["last_seq"])
+                continue
+            texts.extend(carried[last + 1 - part["first_seq"] :])
+            advanced[thread_id] = part["last_seq"]
+        await self.send_texts(texts, advanced)
 
-    async def replay(self, *, upto: int | None) -> None:
-        """Send journal rows after last_sent (up to `upto`, else to the end)."""
+    async def replay_all(self) -> None:
+        for thread_id in list(self.cursors):
+            await self.replay(thread_id, upto=None)
+
+    async def replay(self, thread_id: str, *, upto: int | None) -> None:
+        """Send a lane's rows after its cursor (up to `upto`, else to the end)."""
         while True:
-            frames = await db(journal_frames)(
-                self.thread_id, after=self.last_sent, limit=PAGE_SIZE, upto=upto
+            page = await db(journal_frame_texts)(
+                thread_id, after=self.cursors[thread_id], limit=PAGE_SIZE, upto=upto
             )
-            if frames:
-                texts = [json.dumps(frame) for frame in frames]
-                await self.send_frames(texts, frames[-1]["seq"])
-            if len(frames) < PAGE_SIZE:
+            if page:
+                await self.send_texts(
+                    [text for _seq, text in page], {thread_id: page[-1][0]}
+                )
+            if len(page) < PAGE_SIZE:
                 break
-        if upto is not None and upto > self.last_sent:
+        if upto is not None and upto > self.cursors[thread_id]:
             # Rows below a published seq are committed; any still missing
             # were compacted away and will not appear later.
-            self.last_sent = upto
+            self.cursors[thread_id] = upto
 
-    async def send_frames(self, texts: list[str], last_seq: int) -> None:
+    async def send_texts(self, texts: list[str], advanced: dict[str, int]) -> None:
         """One websocket message for every frame ready now, one per line.
 
         Per-message costs (framing, the server's write, the client's read)
@@ -413,4 +282,30 @@ class LaneEventsConsumer(AsyncJsonWebsocketConsumer):
         """
         if texts:
             await self.send(text_data="\n".join(texts))
-            self.last_sent = last_seq
+            self.cursors.update(advanced)
+
+
+class LaneEventsConsumer(JournalStreamConsumer):
+    """`/ws/lanes/<selector>/events?after=<seq>`: one lane."""
+
+    def requested(self) -> list[tuple[str, str]]:
+        after = query_lists(self.scope).get("after") or ["0"]
+        return [(self.scope["url_route"]["kwargs"]["selector"], after[-1])]
+
+
+class LanesEventsConsumer(JournalStreamConsumer):
+    """`/ws/events?lane=<selector>&lane=...&after=<seq>...`: many lanes."""
+
+    def requested(self) -> list[tuple[str, str]]:
+        query = query_lists(self.scope)
+        selectors = query.get("lane") or []
+        after = query.get("after") or ["0"]
+        if not selectors:
+            raise BadRequest("name at least one lane=<selector>")
+        if len(selectors) > MAX_LANES:
+            raise BadRequest(f"at most {MAX_LANES} lanes per socket")
+        if len(after) == 1:
+            after = after * len(selectors)
+        if len(after) != len(selectors):
+            raise BadRequest("give one after, or one per lane")
+        return list(zip(selectors, after, strict=True))

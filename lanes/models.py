@@ -137,6 +137,7 @@ class LaneEvent(models.Model):
 
     def as_frame(self) -> dict[str, Any]:
         return {
+            "thread_id": self.thread_id,
             "seq": self.seq,
             "method": self.method,
             "params": self.params,

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.urls import re_path
 
-from lanes.consumers import LaneEventsConsumer
+from lanes.consumers import LaneEventsConsumer, LanesEventsConsumer
 
 websocket_urlpatterns: list[Any] = [
     re_path(r"^ws/lanes/(?P<selector>[^/]+)/events/?$", LaneEventsConsumer.as_asgi()),
+    re_path(r"^ws/events/?$", LanesEventsConsumer.as_asgi()),
 ]

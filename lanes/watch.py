@@ -8,6 +8,7 @@ the channel layer dropped.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -53,12 +54,17 @@ def journal_page(
     return list(rows.order_by("seq")[:limit])
 
 
-def journal_frames(
+def frame_text(frame: dict[str, Any]) -> str:
+    """A websocket frame as sent: one line of JSON."""
+    return json.dumps(frame, default=str)
+
+
+def journal_frame_texts(
     thread_id: str, *, after: int, limit: int, upto: int | None = None
-) -> list[dict[str, Any]]:
-    """`journal_page` as websocket frames (`LaneEvent.as_frame`)."""
+) -> list[tuple[int, str]]:
+    """`journal_page` as (seq, websocket frame text) pairs."""
     return [
-        e.as_frame()
+        (e.seq, frame_text(e.as_frame()))
         for e in journal_page(thread_id, after=after, limit=limit, upto=upto)
     ]
 

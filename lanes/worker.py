@@ -37,6 +37,7 @@ from lanes.queue import (
 )
 from lanes.server_requests import server_request_answer, server_request_record
 from lanes.turns import turn_start_params
+from lanes.watch import frame_text
 
 log = logging.getLogger("dispatch.worker")
 T = TypeVar("T")
@@ -67,6 +68,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.counter = SeqCounter()
+        self.last_flush = 0.0
         self.lane_locks: dict[str, asyncio.Lock] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.app_server_restarts = 0
@@ -209,6 +211,7 @@ class Worker:
 
     async def on_server_request(self, message: dict[str, Any]) -> dict[str, Any]:
         message["_received_at"] = timezone.now()
+        message["_received_perf"] = time.perf_counter()
         self.inbox.put_nowait(message)
         record = await db(server_request_record)(message=message)
         return await db(server_request_answer)(record=record, policy=self.policy)
@@ -227,11 +230,18 @@ class Worker:
         while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
             batch.append(self.inbox.get_nowait())
         if 1 < len(batch) < COALESCE_BELOW:
-            # A stream is arriving: a few ms more make one larger batch, and
-            # every batch costs a transaction and a message to each watcher.
-            await asyncio.sleep(COALESCE_SECONDS)
+            # A stream is arriving. Every batch costs a transaction and a
+            # message to each watcher, so batches start at most once per
+            # COALESCE_SECONDS; within that, an event waits no longer than
+            # COALESCE_SECONDS after it was read (those that queued behind
+            # the previous batch go at once).
+            start = max(first["_received_perf"], self.last_flush) + COALESCE_SECONDS
+            delay = start - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
             while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
+        self.last_flush = time.perf_counter()
         result = await db(journal_write_batch)(batch, self.counter)
         await self.publish(result.frames)
         for thread_id in result.drain_thread_ids:
@@ -240,25 +250,26 @@ class Worker:
     async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
         """Announce a committed batch: one message for every lane in it.
 
-        Web processes keep one hub subscribed to JOURNAL_GROUP and fan out
-        to their sockets in memory; one message per batch (rather than one
-        per lane) keeps the Redis round trips per batch constant.
+        Web processes keep one hub subscribed to JOURNAL_GROUP (lanes.hub)
+        and fan out to their sockets in memory. Frames travel encoded, once
+        here, as every socket sends them.
         """
-        by_thread: dict[str, list[dict[str, Any]]] = {}
+        by_thread: dict[str, list[tuple[int, str]]] = {}
         for thread_id, frame in frames:
-            by_thread.setdefault(thread_id, []).append(frame)
+            by_thread.setdefault(thread_id, []).append(
+                (frame["seq"], frame_text(frame))
+            )
         parts: list[dict[str, Any]] = []
         size = 0
-        for thread_id, thread_frames in by_thread.items():
+        for thread_id, rows in by_thread.items():
             part: dict[str, Any] = {
-                "type": "lane.events",
                 "thread_id": thread_id,
-                "first_seq": thread_frames[0]["seq"],
-                "last_seq": thread_frames[-1]["seq"],
+                "first_seq": rows[0][0],
+                "last_seq": rows[-1][0],
             }
-            encoded = len(json.dumps(thread_frames, default=str))
+            encoded = sum(len(text) for _seq, text in rows)
             if encoded <= FRAME_BYTES_LIMIT:
-                part["frames"] = thread_frames
+                part["texts"] = [text for _seq, text in rows]
                 size += encoded
             parts.append(part)
             if size > FRAME_BYTES_LIMIT:

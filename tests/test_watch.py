@@ -158,13 +158,13 @@ def stack(start_stack: Callable[..., Stack]) -> Stack:
 class Watcher:
     """A websocket client in a thread; connected means subscribed."""
 
-    def __init__(self, stack: Stack, lane: str, *, after: int, token: str) -> None:
+    def __init__(self, stack: Stack, path: str, *, token: str) -> None:
         from websockets.sync.client import connect
 
         assert stack.web_url
         url = stack.web_url.replace("http://", "ws://")
         self.socket = connect(
-            f"{url}/ws/lanes/{lane}/events?after={after}",
+            url + path,
             additional_headers={"Authorization": f"Bearer {token}"},
             max_size=None,
             proxy=None,
@@ -198,19 +198,24 @@ def assert_watcher_matches_journal(
     stack: Stack, watcher: Watcher, thread_id: str, after: int
 ) -> list[tuple[int, str]]:
     """Wait for the watcher to catch up, then compare it with the journal."""
-    journal = wait_for(
+
+    def got() -> list[tuple[int, str]]:
+        return [
+            (f["seq"], f["method"])
+            for f in list(watcher.frames)
+            if f["thread_id"] == thread_id
+        ]
+
+    wait_for(
         lambda: (
-            (rows := journal_after(stack, thread_id, after))
-            and len(watcher.frames) >= len(rows)
-            and rows
+            (rows := journal_after(stack, thread_id, after)) and len(got()) >= len(rows)
         ),
         timeout=15,
         what="the watcher to catch up with the journal",
     )
     time.sleep(0.3)  # anything extra (a duplicate) would arrive by now
     journal = journal_after(stack, thread_id, after)
-    got = [(f["seq"], f["method"]) for f in watcher.frames]
-    assert got == journal, "watcher and journal differ"
+    assert got() == journal, "watcher and journal differ"
     return journal
 
 
@@ -235,7 +240,9 @@ def test_it_streams_a_turn_to_a_watcher_that_joins_mid_turn(stack: Stack) -> Non
     before = stack.events(lane["id"])[-1][0]
     stack.cli_ok("send", lane["ref"], f"{SLOW} a slow one")
     mid_turn(stack, lane["id"], before, deltas=3)
-    watcher = Watcher(stack, lane["ref"], after=before, token=token)
+    watcher = Watcher(
+        stack, f"/ws/lanes/{lane['ref']}/events?after={before}", token=token
+    )
     try:
         stack.wait_lane(
             lane["id"],
@@ -259,7 +266,9 @@ def test_it_streams_every_event_once_across_a_worker_kill(stack: Stack) -> None:
     before = stack.events(lane["id"])[-1][0]
     stack.cli_ok("send", lane["ref"], f"{SLOW} to be cut short")
     mid_turn(stack, lane["id"], before, deltas=2)
-    watcher = Watcher(stack, lane["ref"], after=before, token=token)
+    watcher = Watcher(
+        stack, f"/ws/lanes/{lane['ref']}/events?after={before}", token=token
+    )
     try:
         mid_turn(stack, lane["id"], before, deltas=5)
         app_server = stack.worker_state()["app_server_pid"]
@@ -283,6 +292,26 @@ def test_it_streams_every_event_once_across_a_worker_kill(stack: Stack) -> None:
         watcher.close()
     after_crash = [m for s, m in journal if s > cut[-1][0]]
     assert "turn/started" in after_crash and after_crash[-1] == "turn/completed"
+
+
+def test_it_streams_two_busy_lanes_over_one_socket(stack: Stack) -> None:
+    token = stack.cli_ok("token", "create", "watcher")["token"]
+    one = stack.cli_ok("new", "--name", "one", "--text", f"{SLOW} first")
+    two = stack.cli_ok("new", "--name", "two", "--text", f"{SLOW} second")
+    mid_turn(stack, one["id"], 0, deltas=2)
+    watcher = Watcher(
+        stack, f"/ws/events?lane={one['ref']}&lane=@two&after=0", token=token
+    )
+    try:
+        for lane in (one, two):
+            stack.wait_lane(
+                lane["id"], lambda r: r["latest_turn_status"] == "completed", timeout=30
+            )
+            journal = assert_watcher_matches_journal(stack, watcher, lane["id"], 0)
+            assert [m for _s, m in journal].count("item/agentMessage/delta") >= 10
+    finally:
+        watcher.close()
+    assert {f["thread_id"] for f in watcher.frames} == {one["id"], two["id"]}
 
 
 def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
@@ -332,6 +361,7 @@ def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
         assert follow.stderr is not None and follow.stderr.read() == ""
         assert [f["seq"] for f in lines] == [s for s, _m in stack.events(lane["id"])]
         assert set(lines[0]) == {
+            "thread_id",
             "seq",
             "method",
             "params",

@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from dispatchsite.asgi import application
-from lanes import consumers, worker
+from lanes import consumers, hub, worker
 from lanes.journal import JournalResult, SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
@@ -26,7 +26,9 @@ from lanes.tokens import api_token_create
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 THREAD = "thread-alpha"
+BETA = "thread-beta"
 FRAME_KEYS = {
+    "thread_id",
     "seq",
     "method",
     "params",
@@ -72,7 +74,7 @@ class Journal:
 def serialized_db(monkeypatch: pytest.MonkeyPatch) -> None:
     # The in-memory test database locks tables across connections; share one
     # thread with the test's own writes (production reads WAL concurrently).
-    monkeypatch.setattr(consumers, "THREAD_SENSITIVE", True)
+    monkeypatch.setattr(hub, "THREAD_SENSITIVE", True)
 
 
 @pytest.fixture
@@ -199,7 +201,7 @@ async def test_it_refills_a_gap_when_a_group_message_is_dropped(
 async def test_it_refills_a_dropped_last_message_without_a_later_one(
     lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumers, "RECONCILE_SECONDS", 0.05)
+    monkeypatch.setattr(hub, "RECONCILE_SECONDS", 0.05)
     socket = await connect()
     await journal.record_and_publish("a")
     assert await receive_seqs(socket, 1) == [1]
@@ -216,23 +218,11 @@ async def test_it_takes_one_message_for_all_lanes_of_a_batch(
     socket = await connect()
     assert await nothing_more(socket, 0.1)  # replay done: only live now
     result = await journal.record("a", "b")
-    frames = [frame for _thread, frame in result.frames]
-    other = {
-        "type": "lane.events",
-        "thread_id": "thread-other",
-        "first_seq": 1,
-        "last_seq": 1,
-        "frames": [{**frames[0], "seq": 1}],
-    }
-    ours = {
-        "type": "lane.events",
-        "thread_id": THREAD,
-        "first_seq": 1,
-        "last_seq": 2,
-        "frames": frames,
-    }
+    texts = [json.dumps(frame) for _thread, frame in result.frames]
+    other = {"thread_id": "thread-other", "first_seq": 1, "last_seq": 1}
+    ours = {"thread_id": THREAD, "first_seq": 1, "last_seq": 2, "texts": texts}
     await get_channel_layer().group_send(
-        consumers.JOURNAL_GROUP, {"type": "lanes.events", "batches": [other, ours]}
+        hub.JOURNAL_GROUP, {"type": "lanes.events", "batches": [other, ours]}
     )
     assert await receive_seqs(socket, 2) == [1, 2]
     assert await nothing_more(socket, 0.3)
@@ -262,12 +252,7 @@ async def test_it_bounds_the_buffer_of_a_slow_client(
 ) -> None:
     monkeypatch.setattr(consumers, "MAX_PENDING", 5)
     consumer = consumers.LaneEventsConsumer()
-    consumer.thread_id = THREAD
-    consumer.last_sent = 0
-    consumer.pending = consumers.collections.deque()
-    consumer.pending_frames = 0
-    consumer.overflowed = False
-    consumer.wake = asyncio.Event()
+    consumer.begin({THREAD: 0})
     sent: list[int] = []
     high_water = 0
 
@@ -280,14 +265,13 @@ async def test_it_bounds_the_buffer_of_a_slow_client(
     try:
         for n in range(60):
             result = await journal.record(f"d{n}")
-            message = {
-                "type": "lane.events",
+            part = {
                 "thread_id": THREAD,
                 "first_seq": n + 1,
                 "last_seq": n + 1,
-                "frames": [f for _t, f in result.frames],
+                "texts": [json.dumps(f) for _t, f in result.frames],
             }
-            await consumer.lane_events(message)
+            consumer.feed([part])
             high_water = max(high_water, consumer.pending_frames)
         for _ in range(300):
             if len(sent) >= 60:
@@ -297,6 +281,82 @@ async def test_it_bounds_the_buffer_of_a_slow_client(
         pump.cancel()
     assert high_water <= 5
     assert sent == list(range(1, 61))
+
+
+@pytest.fixture
+def beta() -> Lane:
+    return lane_register(
+        thread_id=BETA, title="beta", source="own", cwd="/srv/beta", host="testhost"
+    )
+
+
+async def test_it_streams_many_lanes_over_one_socket(
+    lane: Lane, beta: Lane, journal: Journal, connect: Any
+) -> None:
+    await journal.record("a", "b")
+    await journal.record("x", thread_id=BETA)
+    socket = await connect(f"/ws/events?lane={lane.ref}&lane=beta")
+    replayed = await receive_frames(socket, 3)
+    assert sorted((f["thread_id"], f["seq"]) for f in replayed) == [
+        (THREAD, 1),
+        (THREAD, 2),
+        (BETA, 1),
+    ]
+    assert await nothing_more(socket, 0.1)
+    ours = await journal.record("c")
+    theirs = await journal.record("y", "z", thread_id=BETA)
+    await journal.worker.publish(ours.frames + theirs.frames)
+    # One batch touching both lanes arrives as one message.
+    text = await socket.receive_from(timeout=3)
+    frames = [json.loads(line) for line in text.splitlines()]
+    assert all(set(f) == FRAME_KEYS for f in frames)
+    assert [(f["thread_id"], f["seq"]) for f in frames] == [
+        (THREAD, 3),
+        (BETA, 2),
+        (BETA, 3),
+    ]
+    assert await nothing_more(socket, 0.3)
+
+
+async def test_it_refills_each_lane_of_a_many_lane_socket(
+    lane: Lane, beta: Lane, journal: Journal, connect: Any
+) -> None:
+    socket = await connect(f"/ws/events?lane={THREAD}&lane={BETA}")
+    assert await nothing_more(socket, 0.1)
+    await journal.record("a", thread_id=BETA)  # journaled; the layer dropped it
+    ours = await journal.record("b")
+    theirs = await journal.record("c", thread_id=BETA)
+    await journal.worker.publish(ours.frames + theirs.frames)
+    frames = await receive_frames(socket, 3)
+    assert [f["seq"] for f in frames if f["thread_id"] == BETA] == [1, 2]
+    assert [f["seq"] for f in frames if f["thread_id"] == THREAD] == [1]
+    assert await nothing_more(socket, 0.3)
+
+
+async def test_it_takes_an_after_per_lane(
+    lane: Lane, beta: Lane, journal: Journal, connect: Any
+) -> None:
+    await journal.record("a", "b")
+    await journal.record("x", thread_id=BETA)
+    socket = await connect(f"/ws/events?lane={THREAD}&after=1&lane={BETA}&after=latest")
+    assert await receive_seqs(socket, 1) == [2]
+    assert await nothing_more(socket, 0.3)
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", 4400),
+        (f"?lane={THREAD}&lane={BETA}&after=1&after=2&after=3", 4400),
+        (f"?lane={THREAD}&after=soon", 4400),
+        (f"?lane={THREAD}&lane=@nope", 4404),
+    ],
+)
+async def test_it_refuses_a_bad_many_lane_request(
+    lane: Lane, beta: Lane, connect: Any, query: str, code: int
+) -> None:
+    socket = await connect(f"/ws/events{query}")
+    assert await close_code(socket) == code
 
 
 async def test_it_closes_4401_without_a_valid_token(lane: Lane, connect: Any) -> None:
