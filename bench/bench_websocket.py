@@ -69,17 +69,14 @@ async def watch_lanes(
     latencies: list[float] = []
     seqs: dict[str, list[int]] = {thread_id: [] for thread_id in thread_ids}
 
+    last_frame = time.monotonic()
+
     async def one(socket: Any, frames_wanted: int) -> None:
-        # Until every event arrived, or none did for `idle` seconds: a slow
-        # stream is late, not lost; only what never comes counts as lost.
+        nonlocal last_frame
         got = 0
-        while got < frames_wanted:
-            try:
-                async with asyncio.timeout(idle):
-                    raw = await socket.recv()
-            except TimeoutError:
-                return
+        async for raw in socket:
             received = time.time()
+            last_frame = time.monotonic()
             for line in raw.splitlines():  # one or more frames per message
                 frame = json.loads(line)
                 sent_at = frame["params"].get("sentAt")
@@ -87,6 +84,16 @@ async def watch_lanes(
                     latencies.append((received - sent_at) * 1000)
                 seqs[frame["thread_id"]].append(frame["seq"])
                 got += 1
+            if got >= frames_wanted:
+                return
+
+    async def give_up_when_idle(sockets: list[Any]) -> None:
+        # Until every event arrived, or none did for `idle` seconds: a slow
+        # stream is late, not lost; only what never comes counts as lost.
+        while time.monotonic() - last_frame < idle:
+            await asyncio.sleep(0.5)
+        for socket in sockets:
+            await socket.close()
 
     headers = {"Authorization": f"Bearer {token}"}
     url = base_url.replace("http://", "ws://")
@@ -100,8 +107,11 @@ async def watch_lanes(
     ]
     ready.set()
     start.wait()
+    last_frame = time.monotonic()
     per_socket = expected * len(refs) // len(sockets)
+    watchdog = asyncio.create_task(give_up_when_idle(sockets))
     await asyncio.gather(*(one(socket, per_socket) for socket in sockets))
+    watchdog.cancel()
     for socket in sockets:
         await socket.close()
     return {"latencies": latencies, "seqs": seqs}

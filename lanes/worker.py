@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 JOURNAL_BATCH = 2000
 COALESCE_BELOW = 1000
-COALESCE_SECONDS = 0.02
+COALESCE_SECONDS = 0.025
 # Frames above this size go out as a seq range; watchers read them from the DB.
 FRAME_BYTES_LIMIT = 256 * 1024
 HEARTBEAT_SECONDS = 2.0
