@@ -219,64 +219,53 @@ class ItemHit:
     score: float
 
 
+@dataclass(frozen=True)
+class ItemFilter:
+    """Which indexed items a search looks at."""
+
+    thread_ids: list[str] | None = None  # None: every thread
+    exclude_thread_ids: list[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def date_clauses(self) -> tuple[list[str], list[Any]]:
+        """SQL conditions on created_at, and their arguments."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.since is not None:
+            clauses.append("created_at >= %s")
+            args.append(connection.ops.adapt_datetimefield_value(self.since))
+        if self.until is not None:
+            clauses.append("created_at < %s")
+            args.append(connection.ops.adapt_datetimefield_value(self.until))
+        return clauses, args
+
+
 def placeholders(values: list[Any]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
 def fts_candidates(
-    *,
-    parsed: ParsedQuery,
-    thread_ids: list[str] | None,
-    exclude_thread_ids: list[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    offset: int,
+    *, parsed: ParsedQuery, where: ItemFilter, limit: int, offset: int
 ) -> tuple[list[tuple[int, float]], int]:
     """(item pk, score) best first (lower scores rank higher), and how many
     candidates were ranked: the newest RANK_WINDOW matches at most."""
     vendor = connection.vendor
-    if thread_ids is not None and not thread_ids:
+    if where.thread_ids is not None and not where.thread_ids:
         return [], 0
     if vendor not in ("sqlite", "postgresql"):
         rows = substring_candidates(
-            parsed=parsed,
-            thread_ids=thread_ids,
-            exclude_thread_ids=exclude_thread_ids,
-            since=since,
-            until=until,
-            limit=limit,
-            offset=offset,
+            parsed=parsed, where=where, limit=limit, offset=offset
         )
         return rows, len(rows)
-    dates: list[str] = []
-    date_args: list[Any] = []
-    if since is not None:
-        dates.append("created_at >= %s")
-        date_args.append(connection.ops.adapt_datetimefield_value(since))
-    if until is not None:
-        dates.append("created_at < %s")
-        date_args.append(connection.ops.adapt_datetimefield_value(until))
     if vendor == "sqlite":
-        inner, inner_args = sqlite_window(
-            match=fts5_match(parsed),
-            thread_ids=thread_ids,
-            exclude_thread_ids=exclude_thread_ids,
-            dates=dates,
-            date_args=date_args,
-        )
+        inner, inner_args = sqlite_window(match=fts5_match(parsed), where=where)
         sql = (
             "SELECT id, score, count(*) OVER () FROM ("
             f"{inner}) ORDER BY score, id DESC LIMIT %s OFFSET %s"
         )
     else:
-        inner, inner_args = postgres_window(
-            query=tsquery_text(parsed),
-            thread_ids=thread_ids,
-            exclude_thread_ids=exclude_thread_ids,
-            dates=dates,
-            date_args=date_args,
-        )
+        inner, inner_args = postgres_window(query=tsquery_text(parsed), where=where)
         sql = (
             "SELECT w.id, -ts_rank(to_tsvector('simple'::regconfig, w.text), "
             "to_tsquery('simple', %s)) AS score, count(*) OVER () FROM ("
@@ -290,14 +279,7 @@ def fts_candidates(
     return [(int(pk), float(score)) for pk, score, _n in fetched], ranked
 
 
-def sqlite_window(
-    *,
-    match: str,
-    thread_ids: list[str] | None,
-    exclude_thread_ids: list[str] | None,
-    dates: list[str],
-    date_args: list[Any],
-) -> tuple[str, list[Any]]:
+def sqlite_window(*, match: str, where: ItemFilter) -> tuple[str, list[Any]]:
     """The newest RANK_WINDOW matches (after filters) with their bm25 scores.
 
     FTS5 walks a term's matches in rowid order and stops after the window,
@@ -306,26 +288,28 @@ def sqlite_window(
     """
     window = f"ORDER BY lanes_laneitem_fts.rowid DESC LIMIT {RANK_WINDOW}"
     score = "bm25(lanes_laneitem_fts) AS score"
-    if thread_ids is not None:
+    dates, date_args = where.date_clauses()
+    if where.thread_ids is not None:
         # `+rowid`: test membership while FTS5 walks the matches; as a plain
         # constraint SQLite would seek the doclist once per listed item.
-        where = [f"thread_id IN ({placeholders(thread_ids)})", *dates]
+        clauses = [f"thread_id IN ({placeholders(where.thread_ids)})", *dates]
         sql = (
             f"SELECT rowid AS id, {score} FROM lanes_laneitem_fts "
             "WHERE lanes_laneitem_fts MATCH %s AND +rowid IN "
-            f"(SELECT id FROM lanes_laneitem WHERE {' AND '.join(where)}) {window}"
+            f"(SELECT id FROM lanes_laneitem WHERE {' AND '.join(clauses)}) {window}"
         )
-        return sql, [match, *thread_ids, *date_args]
-    if exclude_thread_ids or dates:
-        where = [f"i.{clause}" for clause in dates]
+        return sql, [match, *where.thread_ids, *date_args]
+    excluded = where.exclude_thread_ids
+    if excluded or dates:
+        clauses = [f"i.{clause}" for clause in dates]
         args: list[Any] = [match]
-        if exclude_thread_ids:
-            where.append(f"i.thread_id NOT IN ({placeholders(exclude_thread_ids)})")
-            args += exclude_thread_ids
+        if excluded:
+            clauses.append(f"i.thread_id NOT IN ({placeholders(excluded)})")
+            args += excluded
         sql = (
             f"SELECT i.id AS id, {score} FROM lanes_laneitem_fts "
             "JOIN lanes_laneitem i ON i.id = lanes_laneitem_fts.rowid "
-            f"WHERE lanes_laneitem_fts MATCH %s AND {' AND '.join(where)} {window}"
+            f"WHERE lanes_laneitem_fts MATCH %s AND {' AND '.join(clauses)} {window}"
         )
         return sql, [*args, *date_args]
     sql = (
@@ -335,40 +319,27 @@ def sqlite_window(
     return sql, [match]
 
 
-def postgres_window(
-    *,
-    query: str,
-    thread_ids: list[str] | None,
-    exclude_thread_ids: list[str] | None,
-    dates: list[str],
-    date_args: list[Any],
-) -> tuple[str, list[Any]]:
+def postgres_window(*, query: str, where: ItemFilter) -> tuple[str, list[Any]]:
     """The newest RANK_WINDOW matches; the GIN index answers the @@ test."""
-    where = ["to_tsvector('simple'::regconfig, text) @@ to_tsquery('simple', %s)"]
+    clauses = ["to_tsvector('simple'::regconfig, text) @@ to_tsquery('simple', %s)"]
     args: list[Any] = [query]
-    if thread_ids is not None:
-        where.append(f"thread_id IN ({placeholders(thread_ids)})")
-        args += thread_ids
-    if exclude_thread_ids:
-        where.append(f"thread_id NOT IN ({placeholders(exclude_thread_ids)})")
-        args += exclude_thread_ids
-    where += dates
+    if where.thread_ids is not None:
+        clauses.append(f"thread_id IN ({placeholders(where.thread_ids)})")
+        args += where.thread_ids
+    if where.exclude_thread_ids:
+        clauses.append(f"thread_id NOT IN ({placeholders(where.exclude_thread_ids)})")
+        args += where.exclude_thread_ids
+    dates, date_args = where.date_clauses()
+    clauses += dates
     sql = (
-        f"SELECT id, text FROM lanes_laneitem WHERE {' AND '.join(where)} "
+        f"SELECT id, text FROM lanes_laneitem WHERE {' AND '.join(clauses)} "
         f"ORDER BY id DESC LIMIT {RANK_WINDOW}"
     )
     return sql, [*args, *date_args]
 
 
 def substring_candidates(
-    *,
-    parsed: ParsedQuery,
-    thread_ids: list[str] | None,
-    exclude_thread_ids: list[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    offset: int,
+    *, parsed: ParsedQuery, where: ItemFilter, limit: int, offset: int
 ) -> list[tuple[int, float]]:
     items = LaneItem.objects.all()
     for term in parsed.positive:
@@ -376,14 +347,14 @@ def substring_candidates(
     for term in parsed.terms:
         if term.negated:
             items = items.exclude(text__icontains=term.text)
-    if thread_ids is not None:
-        items = items.filter(thread_id__in=thread_ids)
-    if exclude_thread_ids:
-        items = items.exclude(thread_id__in=exclude_thread_ids)
-    if since is not None:
-        items = items.filter(created_at__gte=since)
-    if until is not None:
-        items = items.filter(created_at__lt=until)
+    if where.thread_ids is not None:
+        items = items.filter(thread_id__in=where.thread_ids)
+    if where.exclude_thread_ids:
+        items = items.exclude(thread_id__in=where.exclude_thread_ids)
+    if where.since is not None:
+        items = items.filter(created_at__gte=where.since)
+    if where.until is not None:
+        items = items.filter(created_at__lt=where.until)
     pks = items.order_by("-created_at", "-id").values_list("pk", flat=True)
     return [(pk, 0.0) for pk in pks[offset : offset + limit]]
 
@@ -415,24 +386,11 @@ def thread_identity(lane: Lane | None, *, thread_id: str) -> dict[str, Any]:
 
 
 def search_index(
-    *,
-    parsed: ParsedQuery,
-    thread_ids: list[str] | None,
-    exclude_thread_ids: list[str] | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    offset: int,
+    *, parsed: ParsedQuery, where: ItemFilter, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], bool, int]:
     """Ranked item matches, whether more follow, how many were ranked."""
     ranked, candidates = fts_candidates(
-        parsed=parsed,
-        thread_ids=thread_ids,
-        exclude_thread_ids=exclude_thread_ids,
-        since=since,
-        until=until,
-        limit=limit + 1,
-        offset=offset,
+        parsed=parsed, where=where, limit=limit + 1, offset=offset
     )
     more = len(ranked) > limit
     ranked = ranked[:limit]
@@ -651,10 +609,12 @@ def search_run(
             thread_ids = [t for t in thread_ids if t not in set(managed_ids)]
     matches, more, scanned = search_index(
         parsed=parsed,
-        thread_ids=thread_ids,
-        exclude_thread_ids=exclude,
-        since=lower,
-        until=upper,
+        where=ItemFilter(
+            thread_ids=thread_ids,
+            exclude_thread_ids=exclude,
+            since=lower,
+            until=upper,
+        ),
         limit=limit,
         offset=offset,
     )

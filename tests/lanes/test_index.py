@@ -22,7 +22,7 @@ from lanes.models_index import (
     fts_ensure,
 )
 from lanes.retention import journal_compact, journal_prune
-from lanes.search import query_parse, search_index
+from lanes.search import ItemFilter, query_parse, search_index
 
 pytestmark = pytest.mark.django_db
 
@@ -205,13 +205,7 @@ def test_it_names_tools_and_files_of_other_item_types() -> None:
 
 def fts_ids(query: str) -> set[str]:
     matches, _more, _ranked = search_index(
-        parsed=query_parse(query),
-        thread_ids=None,
-        exclude_thread_ids=None,
-        since=None,
-        until=None,
-        limit=50,
-        offset=0,
+        parsed=query_parse(query), where=ItemFilter(), limit=50, offset=0
     )
     return {m["item_id"] for m in matches}
 

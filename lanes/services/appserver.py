@@ -1,0 +1,76 @@
+"""Calls to a lane's app-server, through its host's worker (lanes.gateway)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispatchsite.errors import AppServerError
+from lanes import gateway
+from lanes.models import Lane, WorkerLease
+
+# Messages codex uses when it has no thread (loaded or on disk) for an id.
+THREAD_MISSING_MARKERS = ("thread not found", "no rollout", "thread not loaded")
+
+
+def thread_missing(exc: gateway.RpcFailed) -> bool:
+    text = exc.message.lower()
+    return any(marker in text for marker in THREAD_MISSING_MARKERS)
+
+
+def method_unavailable(exc: gateway.RpcFailed) -> bool:
+    # codex answers an unknown method with "unknown variant `<method>`".
+    return "unknown variant" in exc.message
+
+
+def rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> Any:
+    return gateway.rpc(lane.host, method, params, **kwargs)
+
+
+def thread_load(lane: Lane) -> None:
+    """Load the thread into this host's app-server (metadata only)."""
+    try:
+        rpc(lane, "thread/resume", {"threadId": lane.thread_id, "excludeTurns": True})
+    except gateway.RpcFailed as exc:
+        raise gateway.classify_rpc_error(exc) from None
+
+
+def lane_rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> Any:
+    """A write on a lane's thread; a thread the app-server has not loaded
+    (restored from the archive, or never resumed) is loaded once and retried."""
+    try:
+        return rpc(lane, method, params, **kwargs)
+    except gateway.RpcFailed as exc:
+        if not thread_missing(exc):
+            raise
+    thread_load(lane)
+    try:
+        return rpc(lane, method, params, **kwargs)
+    except gateway.RpcFailed as exc:
+        raise gateway.classify_rpc_error(exc) from None
+
+
+def thread_read(
+    *, host: str, thread_id: str, timeout: float | None = None
+) -> dict[str, Any]:
+    """Thread metadata (no turns); NotFoundError when codex has no such thread."""
+    try:
+        result = gateway.rpc(
+            host,
+            "thread/read",
+            {"threadId": thread_id, "includeTurns": False},
+            timeout=timeout,
+        )
+    except gateway.RpcFailed as exc:
+        raise gateway.classify_rpc_error(exc) from None
+    thread = result.get("thread") if isinstance(result, dict) else None
+    if not isinstance(thread, dict) or thread.get("id") != thread_id:
+        raise AppServerError(
+            f"thread/read returned an unexpected payload for {thread_id}",
+            hint="check the codex version (`dispatch doctor`)",
+        )
+    return thread
+
+
+def app_server_version(host: str) -> str:
+    lease = WorkerLease.objects.filter(host=host).first()
+    return (lease.app_server_version if lease else "") or "unknown"

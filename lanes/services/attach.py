@@ -1,0 +1,135 @@
+"""Attaching threads started elsewhere, and catching up on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from dispatchsite.errors import AppServerError, DispatchError, ValidationError
+from lanes import gateway
+from lanes.models import Lane
+from lanes.presenters import thread_status
+from lanes.services.appserver import rpc, thread_read
+from lanes.services.audit import audit_failures, audit_record
+from lanes.services.registration import lane_ref_allocate, lane_title_unique
+
+ATTACH_TIMEOUT_SECONDS = 10.0
+
+
+def attached_status(thread: dict[str, Any]) -> str:
+    status = thread_status(thread)
+    # Not loaded here means nothing runs in *this* app-server: idle to us.
+    return Lane.Status.IDLE if status == "not_loaded" else status
+
+
+def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
+    """Register an existing thread as an attached lane, from metadata only.
+
+    Idempotent, and never half-registered: the lane row and its audit row
+    are written in one transaction after the metadata read succeeded.
+    """
+    thread_id = thread_id.strip()
+    if not thread_id or thread_id.startswith("@"):
+        raise ValidationError(
+            f"attach needs a full Codex thread id, not {thread_id!r}",
+            hint="find ids with `dispatch list --unmanaged`",
+        )
+    existing = (
+        Lane.objects.filter(thread_id=thread_id).first()
+        or Lane.objects.filter(ref=thread_id).first()
+    )
+    if existing is not None:
+        return {
+            "lane": existing,
+            "registered": False,
+            "sync": lane_sync_latest(lane=existing, surface=surface) if sync else None,
+        }
+    host = settings.DISPATCH_HOST
+    with audit_failures(op="attach", lane=thread_id, surface=surface):
+        try:
+            thread = thread_read(
+                host=host, thread_id=thread_id, timeout=ATTACH_TIMEOUT_SECONDS
+            )
+        except AppServerError as exc:
+            raise AppServerError(
+                f"attach {thread_id}: {exc.message} (no lane registered)",
+                hint=exc.hint,
+                data=exc.data,
+            ) from None
+        name = str(thread.get("name") or "").strip().removeprefix("@").strip()
+        base = name or thread_id[:8]
+        lane = None
+        for _attempt in range(5):
+            try:
+                with transaction.atomic():
+                    lane = Lane(
+                        thread_id=thread_id,
+                        ref=lane_ref_allocate(thread_id=thread_id),
+                        title=lane_title_unique(base=base),
+                        source=Lane.Source.ATTACHED,
+                        cwd=str(thread.get("cwd") or "")[:1024],
+                        host=host,
+                        status=attached_status(thread),
+                        model=str(thread.get("model") or "")[:100],
+                        model_provider=str(thread.get("modelProvider") or "")[:100],
+                    )
+                    lane.full_clean(validate_constraints=False)
+                    lane.save()
+                    audit_record(
+                        op="attach", lane=lane, detail=thread_id, surface=surface
+                    )
+                break
+            except IntegrityError:
+                lane = Lane.objects.filter(thread_id=thread_id).first()
+                if lane is not None:  # attached concurrently: same result
+                    break
+        if lane is None:
+            raise DispatchError(f"could not register thread {thread_id}")
+    return {
+        "lane": lane,
+        "registered": True,
+        "sync": lane_sync_latest(lane=lane, surface=surface) if sync else None,
+    }
+
+
+def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
+    """Bring latest_turn up to date from the thread's newest turn."""
+    with audit_failures(op="sync", lane=lane, surface=surface):
+        try:
+            page = rpc(
+                lane,
+                "thread/turns/list",
+                {
+                    "threadId": lane.thread_id,
+                    "limit": 1,
+                    "sortDirection": "desc",
+                    "itemsView": "summary",
+                },
+                timeout=ATTACH_TIMEOUT_SECONDS,
+            )
+        except gateway.RpcFailed as exc:
+            raise gateway.classify_rpc_error(exc) from None
+    turns = page.get("data") or []
+    now = timezone.now()
+    if turns:
+        turn = turns[0]
+        status = {"inProgress": "started"}.get(turn.get("status"), turn.get("status"))
+        error = turn.get("error") or {}
+        message = error.get("message", "") if isinstance(error, dict) else str(error)
+        Lane.objects.filter(pk=lane.pk).update(
+            latest_turn_id=str(turn.get("id") or ""),
+            latest_turn_status=str(status or ""),
+            latest_error=message[:2000],
+            latest_error_at=now if message else None,
+        )
+        lane.refresh_from_db()
+    audit_record(op="sync", lane=lane, detail="latest turn", surface=surface)
+    return {
+        "state": "metadata",
+        "last_synced_at": now.isoformat(),
+        "latest_turn_id": lane.latest_turn_id or None,
+        "transcript_partial": True,
+    }

@@ -1,0 +1,214 @@
+"""Thread-level changes: rename, archive, restore, fork, rollback, compact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from dispatchsite.errors import CapabilityUnavailableError, DispatchError, LaneBusyError
+from lanes import gateway
+from lanes.models import Lane
+from lanes.selectors import resolve_lane_or_thread
+from lanes.services.appserver import (
+    app_server_version,
+    lane_rpc,
+    method_unavailable,
+    rpc,
+    thread_missing,
+    thread_read,
+)
+from lanes.services.attach import attached_status
+from lanes.services.audit import audit_failures, audit_record
+from lanes.services.authority import lane_busy_check, lane_prepare_write
+from lanes.services.registration import clean_name, lane_register, lane_title_free
+
+
+def thread_rename(
+    *, target: str, new: str, surface: str
+) -> tuple[Lane | None, dict[str, Any]]:
+    """Rename a managed lane (title + Codex name) or an unmanaged thread."""
+    lane, thread_id = resolve_lane_or_thread(target)
+    with audit_failures(op="lane-rename", lane=lane or thread_id, surface=surface):
+        name = clean_name(new)
+        host = lane.host if lane else settings.DISPATCH_HOST
+        meta: dict[str, Any] = {}
+        if lane is None:
+            meta = thread_read(host=host, thread_id=thread_id)
+        else:
+            lane_title_free(title=name, exclude=lane)
+        detail = f"{target} -> {name}"
+        try:
+            gateway.rpc(host, "thread/name/set", {"threadId": thread_id, "name": name})
+        except gateway.RpcFailed as exc:
+            if lane is None or not thread_missing(exc):
+                raise gateway.classify_rpc_error(exc) from None
+            # The title is dispatch's own; codex has no thread to name yet.
+            detail += " (local only: " + exc.message + ")"
+        if lane is not None:
+            try:
+                with transaction.atomic():
+                    Lane.objects.filter(pk=lane.pk).update(title=name)
+            except IntegrityError:
+                lane_title_free(title=name, exclude=lane)
+                raise
+            lane.refresh_from_db()
+    audit_record(
+        op="lane-rename", lane=lane or thread_id, detail=detail, surface=surface
+    )
+    return lane, meta
+
+
+def thread_archive(*, target: str, surface: str) -> tuple[Lane | None, dict[str, Any]]:
+    lane, thread_id = resolve_lane_or_thread(target)
+    detail = "archived"
+    with audit_failures(op="archive", lane=lane or thread_id, surface=surface):
+        host = lane.host if lane else settings.DISPATCH_HOST
+        meta = thread_read(host=host, thread_id=thread_id) if lane is None else {}
+        try:
+            gateway.rpc(host, "thread/archive", {"threadId": thread_id})
+        except gateway.RpcFailed as exc:
+            if lane is None or not thread_missing(exc):
+                raise gateway.classify_rpc_error(exc) from None
+            # e.g. "no rollout found" for a lane that never ran a turn: the
+            # lane is still archived here, and its history is kept.
+            detail = f"archived locally ({exc.message})"
+        if lane is not None:
+            Lane.objects.filter(pk=lane.pk).update(status=Lane.Status.ARCHIVED)
+            lane.refresh_from_db()
+    audit_record(op="archive", lane=lane or thread_id, detail=detail, surface=surface)
+    return lane, meta
+
+
+def thread_restore(*, target: str, surface: str) -> tuple[Lane | None, dict[str, Any]]:
+    """Unarchive; never resumes the thread, starts a turn or drains the queue."""
+    lane, thread_id = resolve_lane_or_thread(target)
+    detail = "restored"
+    thread: dict[str, Any] = {}
+    with audit_failures(op="restore", lane=lane or thread_id, surface=surface):
+        host = lane.host if lane else settings.DISPATCH_HOST
+        try:
+            result = gateway.rpc(host, "thread/unarchive", {"threadId": thread_id})
+            thread = (result or {}).get("thread") or {}
+        except gateway.RpcFailed as exc:
+            if lane is None or not thread_missing(exc):
+                raise gateway.classify_rpc_error(exc) from None
+            detail = f"restored locally ({exc.message})"
+        if lane is not None:
+            status = attached_status(thread) if thread else Lane.Status.IDLE
+            if status not in Lane.Status.values:
+                status = Lane.Status.IDLE
+            Lane.objects.filter(pk=lane.pk).update(status=status)
+            lane.refresh_from_db()
+    audit_record(op="restore", lane=lane or thread_id, detail=detail, surface=surface)
+    return lane, thread
+
+
+def lane_fork(
+    *,
+    lane: Lane,
+    name: str,
+    cwd: str | None,
+    model: str | None,
+    sandbox: str | None,
+    approval_policy: str | None,
+    effort: str | None,
+    last_turn_id: str | None,
+    surface: str,
+) -> Lane:
+    """Fork a lane's thread into a new owned lane that keeps its settings."""
+    with audit_failures(op="fork", lane=lane, surface=surface):
+        name = clean_name(name)
+        lane_title_free(title=name)
+        lane_prepare_write(lane)
+        params: dict[str, Any] = {"threadId": lane.thread_id, "excludeTurns": True}
+        overrides = {
+            "model": model,
+            "sandbox": sandbox,
+            "approval_policy": approval_policy,
+            "effort": effort,
+        }
+        if cwd:
+            params["cwd"] = cwd
+        if model:
+            params["model"] = model
+        if sandbox:
+            params["sandbox"] = sandbox
+        if approval_policy:
+            params["approvalPolicy"] = approval_policy
+        if last_turn_id:
+            params["lastTurnId"] = last_turn_id
+        try:
+            result = lane_rpc(lane, "thread/fork", params)
+        except gateway.RpcFailed as exc:
+            raise gateway.classify_rpc_error(exc) from None
+        thread = result["thread"]
+        runtime = {
+            **(lane.runtime_settings or {}),
+            **{k: v for k, v in overrides.items() if v},
+        }
+        forked = lane_register(
+            thread_id=thread["id"],
+            title=name,
+            source=Lane.Source.OWN,
+            cwd=str(result.get("cwd") or thread.get("cwd") or cwd or lane.cwd),
+            host=lane.host,
+            runtime_settings=runtime,
+            model=str(result.get("model") or thread.get("model") or ""),
+            model_provider=str(result.get("modelProvider") or ""),
+        )
+    audit_record(
+        op="fork", lane=forked, detail=f"forked from {lane.ref}", surface=surface
+    )
+    try:
+        rpc(forked, "thread/name/set", {"threadId": forked.thread_id, "name": name})
+    except DispatchError:
+        pass  # the title is ours either way
+    return forked
+
+
+def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
+    with audit_failures(op="rollback", lane=lane, surface=surface):
+        lane_prepare_write(lane)
+        lane_busy_check(lane)
+        try:
+            lane_rpc(
+                lane, "thread/rollback", {"threadId": lane.thread_id, "numTurns": turns}
+            )
+        except gateway.RpcFailed as exc:
+            if not method_unavailable(exc):
+                raise gateway.classify_rpc_error(exc) from None
+            version = app_server_version(lane.host)
+            raise CapabilityUnavailableError(
+                f"rollback is unavailable: codex app-server {version} on host "
+                f"{lane.host!r} has no thread/rollback method; nothing was changed",
+                hint=(
+                    "to continue from an earlier point, fork the lane instead: "
+                    f"`dispatch lane fork {lane.ref} --name NAME --last-turn-id TURN`"
+                    f" (turn ids: `dispatch tail {lane.ref}`)"
+                ),
+                data={"method": "thread/rollback", "app_server_version": version},
+            ) from None
+        Lane.objects.filter(pk=lane.pk).update(status=Lane.Status.IDLE)
+        lane.refresh_from_db()
+    audit_record(
+        op="rollback", lane=lane, detail=f"rolled back {turns} turn(s)", surface=surface
+    )
+
+
+def lane_compact(*, lane: Lane, surface: str) -> dict[str, Any]:
+    with audit_failures(op="compact", lane=lane, surface=surface):
+        lane_prepare_write(lane)
+        lane_busy_check(lane)
+        try:
+            lane_rpc(lane, "thread/compact/start", {"threadId": lane.thread_id})
+        except gateway.RpcFailed as exc:
+            if "active turn" in exc.message:
+                raise LaneBusyError(
+                    f"lane {lane.ref} is running a turn; compact it when idle",
+                    hint=f"wait, or stop it with `dispatch stop {lane.ref}`",
+                ) from None
+            raise gateway.classify_rpc_error(exc) from None
+    audit_record(op="compact", lane=lane, detail="compaction started", surface=surface)
+    return {"op": "compact", "detail": "compaction turn started", "turn_id": None}
