@@ -1,4 +1,4 @@
-"""Building turn/start requests from a lane's saved runtime settings."""
+"""Building thread and turn requests from a lane's chosen settings."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ SANDBOX_POLICIES = {
 
 def text_input(text: str) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text, "text_elements": []}]
+
+
+def thread_settings_params(
+    *, model: str | None, sandbox: str | None, approval_policy: str | None
+) -> dict[str, Any]:
+    """thread/start and thread/fork settings; only those the user chose."""
+    params: dict[str, Any] = {}
+    if model:
+        params["model"] = model
+    if sandbox:
+        params["sandbox"] = sandbox
+    if approval_policy:
+        params["approvalPolicy"] = approval_policy
+    return params
 
 
 def turn_start_params(

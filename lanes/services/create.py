@@ -14,6 +14,7 @@ from lanes.services.audit import audit_failures, audit_record
 from lanes.services.goals import goal_set_remote
 from lanes.services.messages import lane_turn_start
 from lanes.services.registration import clean_name, lane_register, lane_title_free
+from lanes.turns import thread_settings_params
 
 
 def lane_create(
@@ -51,13 +52,12 @@ def lane_create(
         }.items()
         if value
     }
-    start: dict[str, Any] = {"cwd": cwd}
-    if model:
-        start["model"] = model
-    if sandbox:
-        start["sandbox"] = sandbox
-    if approval_policy:
-        start["approvalPolicy"] = approval_policy
+    start: dict[str, Any] = {
+        "cwd": cwd,
+        **thread_settings_params(
+            model=model, sandbox=sandbox, approval_policy=approval_policy
+        ),
+    }
     with audit_failures(op="new", lane=None, surface=surface):
         started = gateway.rpc(host, "thread/start", start)
     thread = started["thread"]

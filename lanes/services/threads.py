@@ -23,6 +23,7 @@ from lanes.services.attach import attached_status
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_busy_check, lane_prepare_write
 from lanes.services.registration import clean_name, lane_register, lane_title_free
+from lanes.turns import thread_settings_params
 
 
 def thread_rename(
@@ -122,7 +123,13 @@ def lane_fork(
         name = clean_name(name)
         lane_title_free(title=name)
         lane_prepare_write(lane)
-        params: dict[str, Any] = {"threadId": lane.thread_id, "excludeTurns": True}
+        params: dict[str, Any] = {
+            "threadId": lane.thread_id,
+            "excludeTurns": True,
+            **thread_settings_params(
+                model=model, sandbox=sandbox, approval_policy=approval_policy
+            ),
+        }
         overrides = {
             "model": model,
             "sandbox": sandbox,
@@ -131,12 +138,6 @@ def lane_fork(
         }
         if cwd:
             params["cwd"] = cwd
-        if model:
-            params["model"] = model
-        if sandbox:
-            params["sandbox"] = sandbox
-        if approval_policy:
-            params["approvalPolicy"] = approval_policy
         if last_turn_id:
             params["lastTurnId"] = last_turn_id
         try:
