@@ -1,10 +1,12 @@
-"""`dispatch watch <lane> --follow`: a lane's events as JSON lines, until Ctrl-C.
+"""`dispatch watch <lane> --follow [--also <lane>]...`: events as JSON lines.
 
-It reads the running daemon's websocket (`/ws/lanes/<lane>/events`), so it
-prints exactly what every other watcher sees: one line per journal row
-(`{"seq", "method", "params", "request_id", "turn_id", "item_id",
-"received_at"}`), each once, in seq order. Without `--after` it starts at
-the current end of the journal; `--after SEQ` replays from there first.
+It reads the running daemon's websocket (`/ws/lanes/<lane>/events`, or
+`/ws/events` with `--also`: every lane over one socket), so it prints
+exactly what every other watcher sees: one line per journal row
+(`{"thread_id", "seq", "method", "params", "request_id", "turn_id",
+"item_id", "received_at"}`), each once, in seq order per lane, until
+Ctrl-C. Without `--after` it starts at the current end of each journal;
+`--after SEQ` replays from there first.
 
 Where: $DISPATCH_URL, else the URL `dispatch up` recorded in
 run/supervisor.json. Token: $DISPATCH_TOKEN, else the local token that
@@ -28,27 +30,42 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from dispatchsite.errors import DispatchError, NotFoundError, ValidationError
 from dispatchsite.surfaces.commands import register_command
+from lanes.watch import STREAM_MAX_LANES
 
 UP_FIX = "run `dispatch up` (or point DISPATCH_URL at a running dispatch)"
 OPEN_TIMEOUT_S = 5.0
 RETRY_MAX_S = 5.0
 
 
-def events_url(base_url: str, lane: str, after: str) -> str:
+def events_url(base_url: str, cursors: list[tuple[str, str]]) -> str:
+    """The websocket URL for (lane selector, `after`) pairs."""
     parts = urlsplit(base_url)
     scheme = "wss" if parts.scheme == "https" else "ws"
-    path = parts.path.rstrip("/") + f"/ws/lanes/{quote(lane, safe='@')}/events"
-    return urlunsplit((scheme, parts.netloc, path, f"after={after}", ""))
+    base = parts.path.rstrip("/")
+    if len(cursors) == 1:
+        ((lane, after),) = cursors
+        path = base + f"/ws/lanes/{quote(lane, safe='@')}/events"
+        query = f"after={after}"
+    else:
+        path = base + "/ws/events"
+        query = "&".join(
+            f"lane={quote(lane, safe='@')}&after={after}" for lane, after in cursors
+        )
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
 
 
-def close_error(code: int | None, lane: str) -> DispatchError | None:
+def close_error(code: int | None, lanes: list[str]) -> DispatchError | None:
     """The error a refusing close code stands for; None to reconnect."""
+    named = ", ".join(repr(lane) for lane in lanes)
     if code == 4404:
         return NotFoundError(
-            f"no managed lane matches {lane!r}", hint="see `dispatch list`"
+            f"no managed lane matches {named}"
+            if len(lanes) == 1
+            else f"one of {named} matches no managed lane",
+            hint="see `dispatch list`",
         )
     if code == 4400:
-        return ValidationError(f"the daemon refused to watch {lane!r} (bad request)")
+        return ValidationError(f"the daemon refused to watch {named} (bad request)")
     if code == 4401:
         from dispatchsite.auth import unauthorized
 
@@ -58,11 +75,19 @@ def close_error(code: int | None, lane: str) -> DispatchError | None:
 
 class Follower:
     def __init__(
-        self, *, base_url: str, lane: str, after: int | None, token: str, out: TextIO
+        self,
+        *,
+        base_url: str,
+        lanes: list[str],
+        after: int | None,
+        token: str,
+        out: TextIO,
     ) -> None:
         self.base_url = base_url
-        self.lane = lane
-        self.cursor = "latest" if after is None else str(after)
+        self.lanes = lanes
+        self.start = "latest" if after is None else str(after)
+        # thread id -> the last seq printed
+        self.printed: dict[str, int] = {}
         self.token = token
         self.out = out
         self.streamed = False
@@ -73,7 +98,7 @@ class Follower:
 
         backoff = 0.2
         while True:
-            url = events_url(self.base_url, self.lane, self.cursor)
+            url = events_url(self.base_url, self.resume_cursors())
             try:
                 self.stream(url)
                 code = None
@@ -85,7 +110,7 @@ class Follower:
                         f"cannot reach dispatch at {self.base_url}: {exc}", hint=UP_FIX
                     ) from None
                 code = None
-            error = close_error(code, self.lane)
+            error = close_error(code, self.lanes)
             if error is not None:
                 if code == 4401 and self.renew_token():
                     continue
@@ -108,9 +133,22 @@ class Follower:
                 for line in str(raw).splitlines():
                     frame = json.loads(line)
                     self.out.write(json.dumps(frame, ensure_ascii=False) + "\n")
-                    self.cursor = str(frame["seq"])
+                    self.printed[frame["thread_id"]] = frame["seq"]
                 self.out.flush()
                 self.streamed = True
+
+    def resume_cursors(self) -> list[tuple[str, str]]:
+        """(selector, after) to connect with: where each lane left off.
+
+        Frames name their thread; a thread id is a selector too. The server
+        keeps the first cursor given for a lane, so threads already printed
+        go first and the lanes' own selectors (for lanes that printed
+        nothing yet) after them.
+        """
+        if len(self.lanes) == 1 and self.printed:
+            return [(self.lanes[0], str(max(self.printed.values())))]
+        resumed = [(thread, str(seq)) for thread, seq in self.printed.items()]
+        return resumed + [(lane, self.start) for lane in self.lanes]
 
     def renew_token(self) -> bool:
         """Replace a refused local token once (e.g. after a registry reset)."""
@@ -127,13 +165,22 @@ class Follower:
 
 
 def configure_follow(parser: argparse.ArgumentParser) -> None:
-    pass  # `watch` already has <lane> and --after; --follow is the switch
+    # `watch` already has <lane> and --after; --follow is the switch.
+    parser.add_argument(
+        "--also",
+        action="append",
+        metavar="LANE",
+        default=argparse.SUPPRESS,
+        help="with --follow: another lane to follow on the same stream "
+        f"(repeatable, up to {STREAM_MAX_LANES} in all)",
+    )
 
 
 @register_command(
     "watch --follow",
     help="stream the lane's events as JSON lines until interrupted",
     configure=configure_follow,
+    switch_only=("also",),
 )
 def watch_follow(args: argparse.Namespace) -> Any:
     for flag in ("limit", "timeout"):
@@ -154,9 +201,15 @@ def watch_follow(args: argparse.Namespace) -> Any:
             hint="set DISPATCH_TOKEN (see `dispatch token create NAME`) or run "
             "`dispatch up` on this machine",
         )
+    lanes = list(dict.fromkeys([args.lane, *getattr(args, "also", [])]))
+    if len(lanes) > STREAM_MAX_LANES:
+        raise ValidationError(
+            f"{len(lanes)} lanes to follow; a stream takes {STREAM_MAX_LANES}",
+            hint="split them over several `dispatch watch --follow` commands",
+        )
     follower = Follower(
         base_url=base_url,
-        lane=args.lane,
+        lanes=lanes,
         after=getattr(args, "after", None),
         token=token,
         out=sys.stdout,

@@ -3,12 +3,13 @@
     ws://HOST/ws/lanes/<selector>/events?after=<seq>
     ws://HOST/ws/events?lane=<selector>&lane=<selector>...&after=<seq>...
 
-The first follows one lane; the second any number (up to MAX_LANES) over
-one socket, so a dashboard or an agent supervising many lanes pays one
+The first follows one lane; the second up to STREAM_MAX_LANES over one
+socket, so a dashboard or an agent supervising many lanes pays one
 connection, and one websocket message per journal batch, however many of
 its lanes the batch touched. `after` defaults to 0 (the whole journal);
 `after=latest` starts at the current end. On the many-lane socket one
-`after` applies to every lane, or give one per `lane`, in the same order.
+`after` applies to every lane, or give one per `lane`, in the same order
+(a lane named twice keeps its first).
 
 Every frame is one journal row (`LaneEvent.as_frame`, which names its
 `thread_id`), sent exactly once and in seq order per lane. A websocket
@@ -41,7 +42,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from dispatchsite.errors import DispatchError
 from lanes.hub import db, lane_hub
 from lanes.selectors import find_lane
-from lanes.watch import journal_frame_texts, journal_last_seq
+from lanes.watch import STREAM_MAX_LANES, journal_frame_texts, journal_last_seq
 
 log = logging.getLogger("dispatch.websocket")
 
@@ -53,8 +54,6 @@ CLOSE_INTERNAL = 1011
 PAGE_SIZE = 500
 # Live frames buffered for a slow socket before switching to journal paging.
 MAX_PENDING = 2000
-# Lanes one many-lane socket may follow.
-MAX_LANES = 200
 
 
 class BadRequest(Exception):
@@ -156,6 +155,8 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
                 wanted, found, strict=True
             ):
                 cursors.setdefault(thread_id, start_cursor(after, last_seq))
+            if len(cursors) > STREAM_MAX_LANES:
+                raise BadRequest(f"at most {STREAM_MAX_LANES} lanes per socket")
         except (BadRequest, DispatchError):  # e.g. an ambiguous selector
             return CLOSE_BAD_REQUEST
         self.begin(cursors)
@@ -302,8 +303,8 @@ class LanesEventsConsumer(JournalStreamConsumer):
         after = query.get("after") or ["0"]
         if not selectors:
             raise BadRequest("name at least one lane=<selector>")
-        if len(selectors) > MAX_LANES:
-            raise BadRequest(f"at most {MAX_LANES} lanes per socket")
+        if len(selectors) > 2 * STREAM_MAX_LANES:  # resuming names some twice
+            raise BadRequest(f"at most {STREAM_MAX_LANES} lanes per socket")
         if len(after) == 1:
             after = after * len(selectors)
         if len(after) != len(selectors):

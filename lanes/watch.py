@@ -22,6 +22,8 @@ WATCH_TIMEOUT_MAX = 25.0
 # One indexed range query per tick; 100 ms keeps a watch responsive without
 # making a 25 s call cost more than a few hundred cheap SELECTs.
 POLL_SECONDS = 0.1
+# Lanes one websocket stream (`/ws/events`, `watch --follow --also`) may follow.
+STREAM_MAX_LANES = 200
 
 
 def journal_last_seq(thread_id: str) -> int:

@@ -24,6 +24,7 @@ from django.test import Client
 
 from dispatchsite.ops import OpContext, execute
 from dispatchsite.surfaces.cli import main as cli_main
+from lanes.commands_watch import Follower, events_url
 from lanes.journal import SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
@@ -137,6 +138,42 @@ def test_it_runs_watch_from_the_cli(
     assert cli_main(["watch", "@alpha", "--after", "1", "--limit", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [e["seq"] for e in out["events"]] == [2] and out["last_seq"] == 2
+
+
+def test_it_refuses_also_without_follow(
+    alpha: Lane, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["watch", "@alpha", "--also", "@beta"]) == 2
+    error = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["error"]
+    assert "--also only applies to `dispatch watch --follow`" in error["message"]
+
+
+def test_it_resumes_each_lane_where_it_left_off() -> None:
+    follower = Follower(
+        base_url="http://127.0.0.1:8321",
+        lanes=["@one", "@two"],
+        after=None,
+        token="t",
+        out=sys.stdout,
+    )
+    assert events_url(follower.base_url, follower.resume_cursors()) == (
+        "ws://127.0.0.1:8321/ws/events?lane=@one&after=latest&lane=@two&after=latest"
+    )
+    follower.printed["thread-one"] = 7
+    assert events_url(follower.base_url, follower.resume_cursors()) == (
+        "ws://127.0.0.1:8321/ws/events?lane=thread-one&after=7"
+        "&lane=@one&after=latest&lane=@two&after=latest"
+    )
+    alone = Follower(
+        base_url="http://h", lanes=["@one"], after=3, token="t", out=sys.stdout
+    )
+    assert events_url(alone.base_url, alone.resume_cursors()) == (
+        "ws://h/ws/lanes/@one/events?after=3"
+    )
+    alone.printed["thread-one"] = 9
+    assert events_url(alone.base_url, alone.resume_cursors()) == (
+        "ws://h/ws/lanes/@one/events?after=9"
+    )
 
 
 def test_it_rejects_sample_flags_with_follow(
@@ -314,53 +351,64 @@ def test_it_streams_two_busy_lanes_over_one_socket(stack: Stack) -> None:
     assert {f["thread_id"] for f in watcher.frames} == {one["id"], two["id"]}
 
 
+class FollowProcess:
+    """`dispatch watch ... --follow` as a child process, read line by line."""
+
+    def __init__(self, stack: Stack, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatchsite.cli", "watch", *args],
+            env={**stack.env, "DISPATCH_URL": str(stack.web_url)},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+
+    def read_until(self, thread_id: str, turns: int) -> None:
+        """Read until `turns` turns of the thread have completed."""
+        out, err = self.proc.stdout, self.proc.stderr
+        assert out is not None and err is not None
+
+        def completed() -> int:
+            methods = [f["method"] for f in self.lines if f["thread_id"] == thread_id]
+            return methods.count("turn/completed")
+
+        while completed() < turns:
+            line = out.readline()
+            assert line, err.read()
+            self.lines.append(json.loads(line))
+
+    def seqs(self, thread_id: str) -> list[int]:
+        return [f["seq"] for f in self.lines if f["thread_id"] == thread_id]
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
 def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
     stack = Stack(tmp_path, codex="fake")
     try:
         stack.start(web=True)
         lane = stack.cli_ok("new", "--name", "follow", "--text", "first")
         stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
-        env = {**stack.env, "DISPATCH_URL": str(stack.web_url)}
-        follow = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dispatchsite.cli",
-                "watch",
-                lane["ref"],
-                "--follow",
-                "--after",
-                "0",
-            ],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        follow = FollowProcess(stack, lane["ref"], "--follow", "--after", "0")
         try:
-            lines: list[dict[str, Any]] = []
-            out, err = follow.stdout, follow.stderr
-            assert out is not None and err is not None
-
-            def read_until_turns_completed(turns: int) -> None:
-                while [f["method"] for f in lines].count("turn/completed") < turns:
-                    line = out.readline()
-                    assert line, err.read()
-                    lines.append(json.loads(line))
-
-            read_until_turns_completed(1)  # replayed
+            follow.read_until(lane["id"], 1)  # replayed
             stack.cli_ok("send", lane["ref"], "second")
-            read_until_turns_completed(2)  # live
-            follow.send_signal(signal.SIGINT)
-            status = follow.wait(timeout=10)
+            follow.read_until(lane["id"], 2)  # live
+            status = follow.interrupt()
         finally:
-            if follow.poll() is None:
-                follow.kill()
+            follow.close()
         assert status == 0
-        assert follow.stderr is not None and follow.stderr.read() == ""
-        assert [f["seq"] for f in lines] == [s for s, _m in stack.events(lane["id"])]
-        assert set(lines[0]) == {
+        assert follow.proc.stderr is not None and follow.proc.stderr.read() == ""
+        assert follow.seqs(lane["id"]) == [s for s, _m in stack.events(lane["id"])]
+        assert set(follow.lines[0]) == {
             "thread_id",
             "seq",
             "method",
@@ -370,5 +418,42 @@ def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
             "item_id",
             "received_at",
         }
+    finally:
+        stack.stop()
+
+
+def test_it_follows_two_lanes_from_the_cli_across_a_web_restart(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(tmp_path, codex="fake")
+    try:
+        stack.start(web=True)
+        one = stack.cli_ok("new", "--name", "one", "--text", "first")
+        two = stack.cli_ok("new", "--name", "two", "--text", "first")
+        for lane in (one, two):
+            stack.wait_lane(
+                lane["id"], lambda r: r["latest_turn_status"] == "completed"
+            )
+        assert stack.web_url
+        port = int(stack.web_url.rsplit(":", 1)[1])
+        follow = FollowProcess(
+            stack, "@one", "--follow", "--also", two["ref"], "--after", "0"
+        )
+        try:
+            follow.read_until(one["id"], 1)  # replayed
+            follow.read_until(two["id"], 1)
+            stack.kill("web", signal.SIGKILL)
+            stack.cli_ok("send", "@two", "while the web is down")
+            stack.wait_lane(two["id"], lambda r: r["latest_turn_status"] == "completed")
+            stack.start_web(port=port)
+            follow.read_until(two["id"], 2)  # resumed, then live
+            stack.cli_ok("send", "@one", "after the restart")
+            follow.read_until(one["id"], 2)
+            status = follow.interrupt()
+        finally:
+            follow.close()
+        assert status == 0
+        for lane in (one, two):
+            assert follow.seqs(lane["id"]) == [s for s, _m in stack.events(lane["id"])]
     finally:
         stack.stop()

@@ -282,6 +282,13 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
     for dest, switched in (node.switch_commands if node else {}).items():
         if getattr(args, dest, False):
             return switched.run(args)
+    for switched in (node.switch_commands if node else {}).values():
+        for name in switched.switch_only:
+            if hasattr(args, name):
+                raise CliUsageError(
+                    f"--{name.replace('_', '-')} only applies to "
+                    f"`dispatch {switched.spelling}`"
+                )
     if node is None or not node.ops:
         raise CliUsageError(
             f"dispatch {' '.join(words)}: choose a subcommand (see --help)"

@@ -35,6 +35,9 @@ class SurfaceCommand:
     run: Callable[[argparse.Namespace], Any]
     needs_db: bool = True
     aliases: tuple[str, ...] = field(default=())
+    # For a switch command: argument dests that mean nothing without the
+    # switch (defaulting to argparse.SUPPRESS), refused when it is off.
+    switch_only: tuple[str, ...] = field(default=())
 
 
 COMMANDS: dict[str, SurfaceCommand] = {}
@@ -46,6 +49,7 @@ def register_command(
     help: str,
     configure: Callable[[argparse.ArgumentParser], None] | None = None,
     needs_db: bool = True,
+    switch_only: tuple[str, ...] = (),
 ) -> Callable[
     [Callable[[argparse.Namespace], Any]], Callable[[argparse.Namespace], Any]
 ]:
@@ -62,6 +66,7 @@ def register_command(
             configure=configure or (lambda parser: None),
             run=run,
             needs_db=needs_db,
+            switch_only=switch_only,
         )
         return run
 

@@ -213,8 +213,8 @@ class Stack:
 
         wait_for(ready, timeout=30, what=f"worker ready ({self.root}/worker.log)")
 
-    def start_web(self) -> None:
-        port = free_port()
+    def start_web(self, port: int | None = None) -> None:
+        port = port or free_port()
         self.spawn(
             "web",
             [
