@@ -154,7 +154,7 @@ define_op(
 )
 
 
-def stop(data: s.LaneSelectorIn, ctx: OpContext) -> dict[str, Any]:
+def stop(data: s.StopIn, ctx: OpContext) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
     return ack(lane, services.lane_stop(lane=lane, surface=ctx.surface))
 
@@ -164,7 +164,7 @@ define_op(
     summary="interrupt the active turn of a lane (cancel only)",
     intent="write",
     idempotent=True,
-    input=s.LaneSelectorIn,
+    input=s.StopIn,
     output=s.ActionAckOut,
     handler=stop,
     cli="stop",

@@ -67,6 +67,13 @@ class LaneSelectorIn(OpInput):
     lane: str = Field(description="ref, full thread id, @handle or title")
 
 
+class StopIn(OpInput):
+    lane: str = Field(
+        description="ref, full thread id, @handle or title",
+        json_schema_extra={"cli_flags": ["--lane"]},
+    )
+
+
 class NewIn(OpInput):
     name: str = Field(description="lane name (its handle is @name)")
     cwd: str | None = Field(None, description="working directory (default: current)")

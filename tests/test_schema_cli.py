@@ -62,6 +62,20 @@ def test_it_hides_internal_fields_from_send(capsys: pytest.CaptureFixture[str]) 
     assert {"lane", "text", "mode"} <= set(out["input"]["properties"])
 
 
+@pytest.mark.django_db
+def test_it_takes_the_lane_of_stop_once_positional_or_as_a_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, _out, err = run(capsys, "stop")
+    assert status == 2 and "`dispatch stop` needs a lane" in err["error"]["message"]
+    status, _out, err = run(capsys, "stop", "@a", "--lane", "@b")
+    assert status == 2 and "lane given twice" in err["error"]["message"]
+    # One or the other reaches the op: no such lane here.
+    for argv in (("stop", "@nope"), ("stop", "--lane", "@nope")):
+        status, _out, err = run(capsys, *argv)
+        assert status == 4 and "@nope" in err["error"]["message"], argv
+
+
 @pytest.mark.parametrize("words", [["tail", "--follow"], ["nope"], []])
 def test_it_rejects_unknown_commands(
     capsys: pytest.CaptureFixture[str], words: list[str]

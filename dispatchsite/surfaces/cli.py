@@ -45,6 +45,8 @@ class Node:
     # dest -> the ops that accept it (for composed spellings)
     dests: dict[str, set[str]] = field(default_factory=dict)
     choice_flags: dict[str, list[str]] = field(default_factory=dict)
+    # positional -> its flag spellings (`stop <lane>` or `stop --lane <lane>`)
+    positional_flags: dict[str, list[str]] = field(default_factory=dict)
     # switch dest -> surface command run instead of the op ("watch --follow")
     switch_commands: dict[str, SurfaceCommand] = field(default_factory=dict)
 
@@ -78,12 +80,23 @@ def add_field_argument(node: Node, op: Op, name: str, info: FieldInfo) -> None:
         if name in node.flags:
             return
         node.flags.add(name)
+        aliases = [f for f in extra.get("cli_flags", []) if f not in node.flags]
         parser.add_argument(
             name,
-            nargs=None if info.is_required() else "?",
+            nargs=None if info.is_required() and not aliases else "?",
             default=argparse.SUPPRESS,
-            help=help_text,
+            help=help_text + (f" (or {' / '.join(aliases)})" if aliases else ""),
         )
+        if aliases:
+            # Exactly one of the two, checked in op_params.
+            node.flags.update(aliases)
+            node.positional_flags[name] = aliases
+            parser.add_argument(
+                *aliases,
+                dest=f"_flag_{name}",
+                default=argparse.SUPPRESS,
+                help=f"same as <{name}>",
+            )
         return
     flags = [flag_for(name), *extra.get("cli_flags", [])]
     if any(f in node.flags for f in flags):
@@ -222,6 +235,20 @@ def op_params(node: Node, op: Op, args: argparse.Namespace) -> dict[str, Any]:
                 + " / ".join(f"`dispatch {s}`" for s in spellings),
             )
         params[name] = values[name]
+    for name, aliases in node.positional_flags.items():
+        flagged = values.get(f"_flag_{name}")
+        if flagged is not None and name in params:
+            raise ValidationError(
+                f"{name} given twice: as <{name}> and as {aliases[0]}",
+                hint=f"pass one: `dispatch {op.cli} <{name}>` or {aliases[0]} <{name}>",
+            )
+        if flagged is not None:
+            params[name] = flagged
+        if name not in params and op.input.model_fields[name].is_required():
+            raise ValidationError(
+                f"`dispatch {op.cli}` needs a {name}",
+                hint=f"`dispatch {op.cli} <{name}>` or {aliases[0]} <{name}>",
+            )
     for name, choices in node.choice_flags.items():
         picked = [c for c in choices if values.get(f"_choice_{name}_{c}")]
         explicit = values.get(name)

@@ -120,7 +120,7 @@ def test_it_steers_interjects_stops_and_holds_the_queue_after_a_stop(
     assert interrupt == {"threadId": thread_id, "turnId": first["turn_id"]}
     assert texts(turn_starts(stack, thread_id))[-1] == f"change course {SLOW}"
 
-    status, stopped, err = cli("stop", ref, env=stack.env)
+    status, stopped, err = cli("stop", "--lane", ref, env=stack.env)  # seed form
     assert status == 0, err
     assert stopped["op"] == "stop" and stopped["turn_id"] == out["turn_id"]
     wait_for(lambda: stack.lane_state(ref)["latest_turn_status"] == "interrupted")
