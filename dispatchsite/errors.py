@@ -92,3 +92,14 @@ ERROR_TYPES: tuple[type[DispatchError], ...] = (
     StagingError,
     CapabilityUnavailableError,
 )
+
+
+def error_from_body(body: dict[str, Any]) -> DispatchError:
+    """The error an `as_dict` body (a REST error response) stands for."""
+    detail = body.get("error") or {}
+    kind = next((t for t in ERROR_TYPES if t.code == detail.get("code")), DispatchError)
+    return kind(
+        str(detail.get("message") or "dispatch refused the request"),
+        hint=str(detail.get("hint") or ""),
+        data=detail.get("data"),
+    )

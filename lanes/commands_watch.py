@@ -6,15 +6,18 @@ exactly what every other watcher sees: one line per journal row
 (`{"thread_id", "seq", "method", "params", "request_id", "turn_id",
 "item_id", "received_at"}`), each once, in seq order per lane, until
 Ctrl-C. Without `--after` it starts at the current end of each journal;
-`--after SEQ` replays from there first.
+`--after SEQ` replays from there first. It first asks REST where each
+lane's journal ends (and which thread a selector names), so every lane
+has a concrete cursor from the start.
 
 Where: $DISPATCH_URL, else the URL `dispatch up` recorded in
 run/supervisor.json. Token: $DISPATCH_TOKEN, else the local token that
 `dispatch mcp` bootstraps (run/mcp-token, created on first use from the
 local registry), so following works with no set-up on the daemon's machine.
 
-A dropped connection (daemon restart) is retried, resuming after the last
-seq printed, so the output has no gap and no repeat across reconnects.
+A dropped connection (daemon restart) is retried, resuming each lane after
+the last seq printed for it (or its start), so the output has no gap and no
+repeat across reconnects.
 Ctrl-C, or a closed stdout (`| head`), ends it quietly with status 0.
 """
 
@@ -28,7 +31,12 @@ import time
 from typing import Any, TextIO
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from dispatchsite.errors import DispatchError, NotFoundError, ValidationError
+from dispatchsite.errors import (
+    DispatchError,
+    NotFoundError,
+    ValidationError,
+    error_from_body,
+)
 from dispatchsite.surfaces.commands import register_command
 from lanes.watch import STREAM_MAX_LANES
 
@@ -75,30 +83,59 @@ def close_error(code: int | None, lanes: list[str]) -> DispatchError | None:
 
 class Follower:
     def __init__(
-        self,
-        *,
-        base_url: str,
-        lanes: list[str],
-        after: int | None,
-        token: str,
-        out: TextIO,
+        self, *, base_url: str, lanes: list[str], token: str, out: TextIO
     ) -> None:
         self.base_url = base_url
         self.lanes = lanes
-        self.start = "latest" if after is None else str(after)
-        # thread id -> the last seq printed
-        self.printed: dict[str, int] = {}
+        # thread id -> the last seq printed (or to start after)
+        self.cursors: dict[str, int] = {}
         self.token = token
         self.out = out
         self.streamed = False
         self.token_renewed = False
+
+    def start_at(self, after: int | None) -> None:
+        """Resolve each lane over REST; start after `after`, else at its end."""
+        for lane in self.lanes:
+            page = self.rest_get(
+                f"/api/v1/lanes/{quote(lane, safe='@')}/watch?timeout=0&limit=1"
+            )
+            self.cursors.setdefault(
+                page["lane"], page["last_seq"] if after is None else after
+            )
+
+    def rest_get(self, path: str) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.base_url.rstrip("/") + path,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=OPEN_TIMEOUT_S) as response:  # noqa: S310 (our own daemon's URL)
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401 and self.renew_token():
+                return self.rest_get(path)
+            try:
+                body = json.loads(exc.read())
+            except ValueError:
+                body = {}
+            raise error_from_body(body) from None
+        except OSError as exc:
+            raise DispatchError(
+                f"cannot reach dispatch at {self.base_url}: {exc}", hint=UP_FIX
+            ) from None
 
     def run(self) -> None:
         from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
         backoff = 0.2
         while True:
-            url = events_url(self.base_url, self.resume_cursors())
+            url = events_url(
+                self.base_url, [(t, str(seq)) for t, seq in self.cursors.items()]
+            )
             try:
                 self.stream(url)
                 code = None
@@ -133,22 +170,9 @@ class Follower:
                 for line in str(raw).splitlines():
                     frame = json.loads(line)
                     self.out.write(json.dumps(frame, ensure_ascii=False) + "\n")
-                    self.printed[frame["thread_id"]] = frame["seq"]
+                    self.cursors[frame["thread_id"]] = frame["seq"]
                 self.out.flush()
                 self.streamed = True
-
-    def resume_cursors(self) -> list[tuple[str, str]]:
-        """(selector, after) to connect with: where each lane left off.
-
-        Frames name their thread; a thread id is a selector too. The server
-        keeps the first cursor given for a lane, so threads already printed
-        go first and the lanes' own selectors (for lanes that printed
-        nothing yet) after them.
-        """
-        if len(self.lanes) == 1 and self.printed:
-            return [(self.lanes[0], str(max(self.printed.values())))]
-        resumed = [(thread, str(seq)) for thread, seq in self.printed.items()]
-        return resumed + [(lane, self.start) for lane in self.lanes]
 
     def renew_token(self) -> bool:
         """Replace a refused local token once (e.g. after a registry reset)."""
@@ -207,13 +231,8 @@ def watch_follow(args: argparse.Namespace) -> Any:
             f"{len(lanes)} lanes to follow; a stream takes {STREAM_MAX_LANES}",
             hint="split them over several `dispatch watch --follow` commands",
         )
-    follower = Follower(
-        base_url=base_url,
-        lanes=lanes,
-        after=getattr(args, "after", None),
-        token=token,
-        out=sys.stdout,
-    )
+    follower = Follower(base_url=base_url, lanes=lanes, token=token, out=sys.stdout)
+    follower.start_at(getattr(args, "after", None))
     try:
         follower.run()
     except KeyboardInterrupt:

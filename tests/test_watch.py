@@ -24,7 +24,7 @@ from django.test import Client
 
 from dispatchsite.ops import OpContext, execute
 from dispatchsite.surfaces.cli import main as cli_main
-from lanes.commands_watch import Follower, events_url
+from lanes.commands_watch import events_url
 from lanes.journal import SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
@@ -148,31 +148,12 @@ def test_it_refuses_also_without_follow(
     assert "--also only applies to `dispatch watch --follow`" in error["message"]
 
 
-def test_it_resumes_each_lane_where_it_left_off() -> None:
-    follower = Follower(
-        base_url="http://127.0.0.1:8321",
-        lanes=["@one", "@two"],
-        after=None,
-        token="t",
-        out=sys.stdout,
+def test_it_builds_one_stream_url_for_one_or_many_lanes() -> None:
+    assert events_url("http://h:1", [("t-1", "7")]) == (
+        "ws://h:1/ws/lanes/t-1/events?after=7"
     )
-    assert events_url(follower.base_url, follower.resume_cursors()) == (
-        "ws://127.0.0.1:8321/ws/events?lane=@one&after=latest&lane=@two&after=latest"
-    )
-    follower.printed["thread-one"] = 7
-    assert events_url(follower.base_url, follower.resume_cursors()) == (
-        "ws://127.0.0.1:8321/ws/events?lane=thread-one&after=7"
-        "&lane=@one&after=latest&lane=@two&after=latest"
-    )
-    alone = Follower(
-        base_url="http://h", lanes=["@one"], after=3, token="t", out=sys.stdout
-    )
-    assert events_url(alone.base_url, alone.resume_cursors()) == (
-        "ws://h/ws/lanes/@one/events?after=3"
-    )
-    alone.printed["thread-one"] = 9
-    assert events_url(alone.base_url, alone.resume_cursors()) == (
-        "ws://h/ws/lanes/@one/events?after=9"
+    assert events_url("https://h/x/", [("t-1", "7"), ("t-2", "0")]) == (
+        "wss://h/x/ws/events?lane=t-1&after=7&lane=t-2&after=0"
     )
 
 
@@ -431,29 +412,33 @@ def test_it_follows_two_lanes_from_the_cli_across_a_web_restart(
         one = stack.cli_ok("new", "--name", "one", "--text", "first")
         two = stack.cli_ok("new", "--name", "two", "--text", "first")
         for lane in (one, two):
-            stack.wait_lane(
-                lane["id"], lambda r: r["latest_turn_status"] == "completed"
-            )
+            stack.wait_lane(lane["id"], lambda r: r["status"] == "idle")
+        two_start = stack.events(two["id"])[-1][0]
         assert stack.web_url
         port = int(stack.web_url.rsplit(":", 1)[1])
-        follow = FollowProcess(
-            stack, "@one", "--follow", "--also", two["ref"], "--after", "0"
-        )
+        # No --after: each lane from the current end of its journal.
+        follow = FollowProcess(stack, "@one", "--follow", "--also", two["ref"])
         try:
-            follow.read_until(one["id"], 1)  # replayed
-            follow.read_until(two["id"], 1)
+            # A slow turn: it is still running once the follower is connected.
+            stack.cli_ok("send", "@one", f"{SLOW} second")
+            follow.read_until(one["id"], 1)  # streaming
+            # Lane two has printed nothing yet when the web goes away.
             stack.kill("web", signal.SIGKILL)
             stack.cli_ok("send", "@two", "while the web is down")
             stack.wait_lane(two["id"], lambda r: r["latest_turn_status"] == "completed")
             stack.start_web(port=port)
-            follow.read_until(two["id"], 2)  # resumed, then live
+            follow.read_until(two["id"], 1)  # resumed from its start
             stack.cli_ok("send", "@one", "after the restart")
             follow.read_until(one["id"], 2)
             status = follow.interrupt()
         finally:
             follow.close()
         assert status == 0
-        for lane in (one, two):
-            assert follow.seqs(lane["id"]) == [s for s, _m in stack.events(lane["id"])]
+        # Lane one: from wherever the follower joined the slow turn, all of it.
+        printed = follow.seqs(one["id"])
+        assert printed == [s for s, _m in stack.events(one["id"]) if s >= printed[0]]
+        # Lane two: everything after its start, including the outage.
+        journal = [s for s, _m in stack.events(two["id"]) if s > two_start]
+        assert follow.seqs(two["id"]) == journal
     finally:
         stack.stop()
