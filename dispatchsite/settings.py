@@ -25,6 +25,11 @@ DISPATCH_HOST = env_str("DISPATCH_HOST") or socket.gethostname().split(".")[0]
 DISPATCH_CODEX_BIN = env_str("DISPATCH_CODEX_BIN", "codex")
 DISPATCH_RPC_TIMEOUT = env_int("DISPATCH_RPC_TIMEOUT", 30, minimum=1)
 DISPATCH_EVENT_RETENTION_DAYS = env_int("DISPATCH_EVENT_RETENTION_DAYS", 0, minimum=0)
+# daphne pings every websocket this often and drops one that has not answered
+# within the timeout: a client that stopped reading also stops answering, so
+# what daphne buffers for it is bounded by this much of its stream.
+DISPATCH_WS_PING_INTERVAL = env_int("DISPATCH_WS_PING_INTERVAL", 5, minimum=1)
+DISPATCH_WS_PING_TIMEOUT = env_int("DISPATCH_WS_PING_TIMEOUT", 10, minimum=1)
 DISPATCH_DELTA_COMPACT_AFTER_SECONDS = env_int(
     "DISPATCH_DELTA_COMPACT_AFTER_SECONDS", 3600, minimum=0
 )

@@ -27,6 +27,9 @@ to carry its frames) it reads the missing range from the journal. Live parts
 wait in a bounded buffer while the socket is busy and go out together; past
 MAX_PENDING frames the buffer is dropped and the socket pages the journal
 instead, which is lossless because every published row is committed first.
+What daphne has accepted for a client but not yet written is bounded by its
+pings (DISPATCH_WS_PING_*): a client that stops reading stops answering
+them, and daphne drops it.
 """
 
 from __future__ import annotations

@@ -9,8 +9,11 @@ across a SIGKILL of the worker in the middle of a turn.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -440,5 +443,67 @@ def test_it_follows_two_lanes_from_the_cli_across_a_web_restart(
         # Lane two: everything after its start, including the outage.
         journal = [s for s, _m in stack.events(two["id"]) if s > two_start]
         assert follow.seqs(two["id"]) == journal
+    finally:
+        stack.stop()
+
+
+def stalled_client(stack: Stack, path: str, token: str) -> socket.socket:
+    """A websocket client that completes the handshake, then never reads."""
+    assert stack.web_url
+    host, port = stack.web_url.removeprefix("http://").split(":")
+    client = socket.create_connection((host, int(port)), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    client.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += client.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return client
+
+
+def closed_by_server(client: socket.socket, timeout: float) -> bool:
+    """Drain what arrived; True once the server has closed the connection."""
+    client.settimeout(timeout)
+    try:
+        while client.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_it_drops_a_client_that_stops_reading(tmp_path: Path) -> None:
+    stack = Stack(
+        tmp_path,
+        codex="fake",
+        extra_env={"DISPATCH_WS_PING_INTERVAL": "1", "DISPATCH_WS_PING_TIMEOUT": "1"},
+    )
+    try:
+        stack.start(web=True)
+        token = stack.cli_ok("token", "create", "watcher")["token"]
+        lane = stack.cli_ok("new", "--name", "stall", "--text", "first")
+        stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
+        path = f"/ws/lanes/{lane['ref']}/events?after=0"
+        reader = Watcher(stack, path, token=token)  # answers pings
+        stalled = stalled_client(stack, path, token)
+        try:
+            time.sleep(4)  # two ping rounds unanswered
+            assert closed_by_server(stalled, timeout=5)
+            # The client that reads is still there and still served.
+            stack.cli_ok("send", lane["ref"], "second")
+            stack.wait_lane(
+                lane["id"], lambda r: r["latest_turn_status"] == "completed"
+            )
+            journal = assert_watcher_matches_journal(stack, reader, lane["id"], 0)
+            assert [m for _s, m in journal].count("turn/completed") == 2
+        finally:
+            stalled.close()
+            reader.close()
     finally:
         stack.stop()

@@ -351,6 +351,18 @@ def _connect_celery_ready() -> None:
 _connect_celery_ready()
 
 
+def web_argv(
+    *, port: int, ping_interval: int | None = None, ping_timeout: int | None = None
+) -> list[str]:
+    """daphne serving dispatch; pings as daphne's defaults unless given."""
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    if ping_interval is not None:
+        argv += ["--ping-interval", str(ping_interval)]
+    if ping_timeout is not None:
+        argv += ["--ping-timeout", str(ping_timeout)]
+    return [*argv, "dispatchsite.asgi:application"]
+
+
 def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
     children = []
     after: tuple[str, ...] = ()
@@ -360,16 +372,11 @@ def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
         )
         children.append(Child(name="redis", argv=argv, probe=_probe_redis))
         after = ("redis",)
-    web = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "dispatchsite.asgi:application",
-    ]
+    web = web_argv(
+        port=port,
+        ping_interval=settings.DISPATCH_WS_PING_INTERVAL,
+        ping_timeout=settings.DISPATCH_WS_PING_TIMEOUT,
+    )
     celery = [
         sys.executable,
         "-m",

@@ -30,11 +30,21 @@ from dispatchsite.runtime.supervisor import (
     BACKOFF_MAX_S,
     Child,
     Supervisor,
+    build_children,
     proc_start_token,
 )
 from tests.runtime import HOST, REPO, cli, cli_env, dispatch_home, fake_codex, pid_gone
 
 pytestmark = pytest.mark.timeout(240)
+
+
+def test_it_has_daphne_ping_websockets_as_configured(settings: Any) -> None:
+    settings.DISPATCH_WS_PING_INTERVAL = 3
+    settings.DISPATCH_WS_PING_TIMEOUT = 4
+    children = build_children(port=8321, host=HOST, private_redis=False)
+    web = next(child.argv for child in children if child.name == "web")
+    assert web[web.index("--ping-interval") + 1] == "3"
+    assert web[web.index("--ping-timeout") + 1] == "4"
 
 
 def descendants(root: int) -> set[int]:

@@ -214,19 +214,20 @@ class Stack:
         wait_for(ready, timeout=30, what=f"worker ready ({self.root}/worker.log)")
 
     def start_web(self, port: int | None = None) -> None:
+        from dispatchsite.runtime.supervisor import web_argv
+
         port = port or free_port()
+        # `dispatch up` passes DISPATCH_WS_PING_* (settings); here only a
+        # test that sets them changes daphne's own defaults.
+        interval = self.env.get("DISPATCH_WS_PING_INTERVAL")
+        timeout = self.env.get("DISPATCH_WS_PING_TIMEOUT")
         self.spawn(
             "web",
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "dispatchsite.asgi:application",
-            ],
+            web_argv(
+                port=port,
+                ping_interval=int(interval) if interval else None,
+                ping_timeout=int(timeout) if timeout else None,
+            ),
         )
         import urllib.request
 
