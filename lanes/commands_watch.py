@@ -205,14 +205,9 @@ def configure_follow(parser: argparse.ArgumentParser) -> None:
     help="stream the lane's events as JSON lines until interrupted",
     configure=configure_follow,
     switch_only=("also",),
+    switch_takes=("lane", "after"),
 )
 def watch_follow(args: argparse.Namespace) -> Any:
-    for flag in ("limit", "timeout"):
-        if hasattr(args, flag):
-            raise ValidationError(
-                f"--{flag} does not apply to `dispatch watch --follow`",
-                hint="--follow streams until Ctrl-C; without it, a bounded sample",
-            )
     from dispatchsite.surfaces.mcp import local_base_url, resolve_token
 
     base_url = local_base_url()

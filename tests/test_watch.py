@@ -32,7 +32,7 @@ from lanes.journal import SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
-from tests.support.stack import REPO, Stack, pid_alive, wait_for
+from tests.support.stack import FRAME_KEYS, REPO, Stack, pid_alive, wait_for
 
 SLOW = "[[slow:0.3]]"  # 20 deltas 0.3 s apart, on either backend
 
@@ -392,16 +392,7 @@ def test_it_follows_a_lane_from_the_cli_until_ctrl_c(tmp_path: Path) -> None:
         assert status == 0
         assert follow.proc.stderr is not None and follow.proc.stderr.read() == ""
         assert follow.seqs(lane["id"]) == [s for s, _m in stack.events(lane["id"])]
-        assert set(follow.lines[0]) == {
-            "thread_id",
-            "seq",
-            "method",
-            "params",
-            "request_id",
-            "turn_id",
-            "item_id",
-            "received_at",
-        }
+        assert set(follow.lines[0]) == FRAME_KEYS
     finally:
         stack.stop()
 

@@ -308,6 +308,15 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
     node = nodes.get(tuple(words))
     for dest, switched in (node.switch_commands if node else {}).items():
         if getattr(args, dest, False):
+            assert node is not None
+            for name in set(node.dests) - set(switched.switch_takes):
+                if hasattr(args, name):
+                    raise ValidationError(
+                        f"{flag_for(name)} does not apply to "
+                        f"`dispatch {switched.spelling}`",
+                        hint=f"it belongs to `dispatch {' '.join(words)}` "
+                        f"without {switched.spelling.split()[-1]}",
+                    )
             return switched.run(args)
     for switched in (node.switch_commands if node else {}).values():
         for name in switched.switch_only:

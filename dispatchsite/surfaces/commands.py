@@ -36,8 +36,10 @@ class SurfaceCommand:
     needs_db: bool = True
     aliases: tuple[str, ...] = field(default=())
     # For a switch command: argument dests that mean nothing without the
-    # switch (defaulting to argparse.SUPPRESS), refused when it is off.
+    # switch (defaulting to argparse.SUPPRESS), refused when it is off; and
+    # the op's arguments it reads, the op's others being refused when it is on.
     switch_only: tuple[str, ...] = field(default=())
+    switch_takes: tuple[str, ...] = field(default=())
 
 
 COMMANDS: dict[str, SurfaceCommand] = {}
@@ -50,6 +52,7 @@ def register_command(
     configure: Callable[[argparse.ArgumentParser], None] | None = None,
     needs_db: bool = True,
     switch_only: tuple[str, ...] = (),
+    switch_takes: tuple[str, ...] = (),
 ) -> Callable[
     [Callable[[argparse.Namespace], Any]], Callable[[argparse.Namespace], Any]
 ]:
@@ -67,6 +70,7 @@ def register_command(
             run=run,
             needs_db=needs_db,
             switch_only=switch_only,
+            switch_takes=switch_takes,
         )
         return run
 

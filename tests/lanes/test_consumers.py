@@ -22,21 +22,12 @@ from lanes.journal import JournalResult, SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
+from tests.support.stack import FRAME_KEYS
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 THREAD = "thread-alpha"
 BETA = "thread-beta"
-FRAME_KEYS = {
-    "thread_id",
-    "seq",
-    "method",
-    "params",
-    "request_id",
-    "turn_id",
-    "item_id",
-    "received_at",
-}
 
 
 class Journal:

@@ -28,6 +28,19 @@ from tests.support.codex_env import codex_binary, codex_env, write_codex_home
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 HOST = "testhost"
+# The keys of one websocket frame (`LaneEvent.as_frame`), as clients see them.
+FRAME_KEYS = frozenset(
+    {
+        "thread_id",
+        "seq",
+        "method",
+        "params",
+        "request_id",
+        "turn_id",
+        "item_id",
+        "received_at",
+    }
+)
 DB_NAME = "dispatch.sqlite3"
 
 
