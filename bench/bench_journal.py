@@ -1,9 +1,9 @@
 """Journal ingestion throughput: events/s into SQLite, with a watcher attached.
 
-(a) In-process: `lanes.journal.journal_write_batch` (which runs the item
+(a) In-process: `lanes.journal.writer.journal_write_batch` (which runs the item
     indexer in the same transaction) called with realistic app-server
     notifications in batches, as the worker does, while a watcher thread
-    pages the journal the way the `watch` op does (`lanes.watch.journal_page`
+    pages the journal the way the `watch` op does (`lanes.journal.reader.journal_page`
     every 100 ms). Rows: journal + index, and journal alone (indexer off),
     at the worker's batch size and smaller ones.
 (b) End to end: a stack (private Redis + `dispatch worker`) whose
@@ -205,7 +205,7 @@ class Watcher(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
-        from lanes.watch import journal_page
+        from lanes.journal.reader import journal_page
 
         after = 0
         try:
@@ -249,7 +249,8 @@ def reset_journal() -> None:
 def run_inprocess(
     *, events: list[dict[str, Any]], batch: int, index: bool, watch_thread: str
 ) -> dict[str, Any]:
-    from lanes import indexing, journal
+    from lanes.history import indexing
+    from lanes.journal import writer as journal
 
     reset_journal()
     original = journal.index_messages
@@ -273,7 +274,7 @@ def run_inprocess(
         watcher.stop.set()
         watcher.join()
     from lanes.models import LaneEvent
-    from lanes.models_index import LaneItem
+    from lanes.models.index import LaneItem
 
     return {
         "events": len(events),

@@ -4,10 +4,10 @@ A temporary DISPATCH_HOME is migrated; `--lanes` lanes are registered and
 `--items` synthetic items are written into lanes_laneitem (words drawn from a
 Zipf distribution over a `--vocab` word vocabulary, 10-60 words per item).
 The FTS index is built the way a restore would (triggers off, `rebuild`,
-triggers back via `lanes.models_index.fts_ensure`); the build time, the
+triggers back via `lanes.models.index.fts_ensure`); the build time, the
 `optimize` time and the database size are reported.
 
-Queries go through `lanes.search.search_run`, the code behind `dispatch
+Queries go through `lanes.history.search.search_run`, the code behind `dispatch
 search` (ranking, lane lookup, snippets), `--limit 20`, in four buckets by
 word frequency (rare / medium / common / very common), plus two-word,
 phrase, prefix and lane-filtered queries. The same text is written to one
@@ -76,7 +76,7 @@ def build(
 ) -> dict[str, Any]:
     from django.db import connection, transaction
 
-    from lanes.models_index import FTS_TRIGGERS, fts_ensure
+    from lanes.models.index import FTS_TRIGGERS, fts_ensure
     from lanes.services import lane_register
 
     threads = [f"019b0000-0000-7000-8000-{n:012d}" for n in range(lanes)]
@@ -176,7 +176,7 @@ def doc_frequency(word: str) -> int:
 
 
 def timed_search(query: str, **params: Any) -> tuple[float, int]:
-    from lanes.search import search_run
+    from lanes.history.search import search_run
 
     started = time.perf_counter()
     out = search_run(query=query, limit=20, host="benchhost", **params)

@@ -13,7 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from lanes.routing import websocket_urlpatterns  # noqa: E402
+from lanes.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 # daphne serves no static files itself; dispatch is a local, single-host
 # web tier, so Django serves the admin's and the live page's assets.

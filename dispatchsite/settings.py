@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from dispatchsite.env import env_bool, env_int, env_path, env_str
+from dispatchsite.core.env import env_bool, env_int, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,14 @@ SECRET_KEY = env_str("DISPATCH_SECRET_KEY", "dispatch-local-only-not-secret")
 DEBUG = env_bool("DISPATCH_DEBUG", False)
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver", "*"]
 
-DISPATCH_APPS = ["lanes", "triggers", "workspaces"]
+# Each app registers its own ops, commands and beat entries (autodiscovery).
+DISPATCH_APPS = [
+    "lanes",
+    "triggers",
+    "workspaces",
+    "dispatchsite.runtime",
+    "dispatchsite.surfaces",
+]
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

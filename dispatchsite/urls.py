@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path, re_path
 
-from dispatchsite.api import api
-from dispatchsite.errors import NotFoundError
+from dispatchsite.core.errors import NotFoundError
+from dispatchsite.surfaces.api import api
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

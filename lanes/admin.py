@@ -1,7 +1,7 @@
 """Django admin for lanes: a read-mostly console whose actions are ops.
 
 Nothing here writes lane state directly: the actions call
-`dispatchsite.ops.execute` exactly like the CLI and REST do, and the models
+`dispatchsite.core.registry.execute` exactly like the CLI and REST do, and the models
 are view-only because their rows are owned by services and the worker.
 Heavy imports (pydantic, the op registry) stay inside the actions, since
 admin autodiscovery imports this module in every process.
@@ -62,8 +62,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
     """Execute one op for the admin; report failures as messages."""
-    from dispatchsite.errors import DispatchError
-    from dispatchsite.ops import OpContext, execute
+    from dispatchsite.core.errors import DispatchError
+    from dispatchsite.core.registry import OpContext, execute
 
     actor = getattr(request.user, "get_username", lambda: "")()
     try:
@@ -78,7 +78,7 @@ def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
 def send_modes() -> list[tuple[str, str]]:
     import typing
 
-    from lanes.schemas import SendMode
+    from lanes.ops.schemas import SendMode
 
     return [(mode, mode) for mode in typing.get_args(SendMode)]
 

@@ -11,9 +11,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from dispatchsite.errors import AppServerError
-from lanes import gateway
+from dispatchsite.core.errors import AppServerError
 from lanes.models import ModelCatalogEntry
+from lanes.worker import gateway
 
 MAX_PAGES = 20
 EMPTY_HINT = (

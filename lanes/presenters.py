@@ -6,8 +6,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatchsite.config import Policy, load_policy
-from lanes.models import Lane
+from dispatchsite.core.config import Policy, load_policy
+from lanes.appserver.protocol import thread_source, thread_status
+from lanes.models import ATTACHED_LOCK_REASON, Lane
 
 WRITE_CAPABILITIES = (
     "send",
@@ -22,20 +23,12 @@ WRITE_CAPABILITIES = (
     "rollback",
     "compact",
 )
-ATTACHED_LOCK_REASON = (
-    "attached thread; Dispatch does not own this App Server thread "
-    "(enable policy.allow_attached_writes to override)"
-)
 PREVIEW_CHARS = 80
-
-
-def lane_writable(lane: Lane, policy: Policy) -> bool:
-    return lane.source == Lane.Source.OWN or policy.allow_attached_writes
 
 
 def lane_ref(lane: Lane, policy: Policy | None = None) -> dict[str, Any]:
     policy = policy or load_policy()
-    writable = lane_writable(lane, policy)
+    writable = lane.writable(policy)
     capabilities = {"read": True, "sync": True, "tail": True}
     capabilities.update({name: writable for name in WRITE_CAPABILITIES})
     return {
@@ -99,29 +92,6 @@ def goal_view(goal: dict[str, Any] | None) -> dict[str, Any] | None:
         "updated_at": unix_iso(goal.get("updatedAt")),
         "token_budget": goal.get("tokenBudget"),
     }
-
-
-def thread_status(thread: dict[str, Any]) -> str:
-    """A Codex ThreadStatus object as one of dispatch's status words."""
-    status = thread.get("status")
-    kind = status.get("type") if isinstance(status, dict) else status
-    if kind == "active":
-        flags = (status.get("activeFlags") if isinstance(status, dict) else None) or []
-        return "waiting_approval" if "waitingOnApproval" in flags else "busy"
-    return {
-        "idle": "idle",
-        "notLoaded": "not_loaded",
-        "systemError": "error",
-    }.get(str(kind), "unknown")
-
-
-def thread_source(thread: dict[str, Any]) -> str:
-    source = thread.get("source")
-    if isinstance(source, dict) and source:
-        # {"custom": "x"} or {"subAgent": {...}}
-        key, value = next(iter(source.items()))
-        return f"{key}:{value}" if isinstance(value, str) else str(key)
-    return str(source or "unknown")
 
 
 def preview_text(text: str | None) -> str:

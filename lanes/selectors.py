@@ -8,7 +8,7 @@ selector never silently picks one of several lanes.
 
 from __future__ import annotations
 
-from dispatchsite.errors import NotFoundError, ValidationError
+from dispatchsite.core.errors import NotFoundError, ValidationError
 from lanes.models import Lane
 
 MAX_CANDIDATES = 10

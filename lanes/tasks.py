@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from lanes.retention import journal_maintain
+from lanes.journal.retention import journal_maintain
 
 __all__ = ["journal_maintain"]

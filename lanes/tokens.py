@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dispatchsite.errors import NotFoundError, ValidationError
+from dispatchsite.core.errors import NotFoundError, ValidationError
 from lanes.models import ApiToken
 
 TOKEN_PREFIX = "dsp_"
@@ -102,3 +102,20 @@ def api_token_as_dict(token: ApiToken) -> dict[str, object]:
         "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
         "active": token.revoked_at is None,
     }
+
+
+def token_user(raw: str | None) -> ApiToken | None:
+    """The live ApiToken for a raw bearer value, or None."""
+    if not raw:
+        return None
+    return api_token_authenticate(raw.strip())
+
+
+def bearer_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The bearer value from raw ASGI headers (websocket scopes)."""
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            scheme, _, credential = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credential.strip():
+                return credential.strip()
+    return None

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from dispatchsite.errors import DispatchError
+from dispatchsite.core.errors import DispatchError
 from lanes.models import Lane
 
 SEND_MODES = ("send", "steer", "queue", "interject", "context")
@@ -63,7 +63,7 @@ def live(request: HttpRequest, selector: str) -> HttpResponse:
 
 
 def run_send(lane_ref: str, text: str, mode: str, actor: str) -> dict[str, Any]:
-    from dispatchsite.ops import OpContext, execute
+    from dispatchsite.core.registry import OpContext, execute
 
     return execute(
         "send",

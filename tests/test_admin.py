@@ -9,8 +9,8 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
-from dispatchsite.errors import AppServerError
-from dispatchsite.ops import OpContext
+from dispatchsite.core.errors import AppServerError
+from dispatchsite.core.registry import OpContext
 from lanes.models import (
     ApiToken,
     AuditEntry,
@@ -118,7 +118,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict, OpContext]]:
         seen.append((op_id, params, ctx))
         return {}
 
-    monkeypatch.setattr("dispatchsite.ops.execute", recording)
+    monkeypatch.setattr("dispatchsite.core.registry.execute", recording)
     return seen
 
 
@@ -166,7 +166,7 @@ def test_it_reports_op_errors_as_messages(
     def failing(op_id: str, params: dict[str, Any], ctx: OpContext) -> None:
         raise AppServerError("no worker", hint="dispatch up")
 
-    monkeypatch.setattr("dispatchsite.ops.execute", failing)
+    monkeypatch.setattr("dispatchsite.core.registry.execute", failing)
     response = act(admin_client, "stop_turn", [lane])
     assert response.status_code == 200
     assert "no worker" in response.content.decode()

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from dispatchsite.errors import NotFoundError, ValidationError
-from dispatchsite.ops import OpContext, execute
-from lanes import gateway
-from lanes.indexing import index_messages
+from dispatchsite.core.errors import NotFoundError, ValidationError
+from dispatchsite.core.registry import OpContext, execute
+from lanes.history.indexing import index_messages
 from lanes.models import Lane
-from lanes.models_index import LaneSyncState
+from lanes.models.index import LaneSyncState
 from lanes.services import lane_register
+from lanes.worker import gateway
 
 pytestmark = pytest.mark.django_db
 

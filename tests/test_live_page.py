@@ -118,7 +118,7 @@ def test_it_sends_through_the_send_op(
 def test_it_returns_op_errors_as_json(
     alpha: Lane, staff: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dispatchsite.errors import LaneBusyError
+    from dispatchsite.core.errors import LaneBusyError
 
     def busy(*args: Any) -> dict[str, Any]:
         raise LaneBusyError("lane is busy", hint="steer or queue")

@@ -29,7 +29,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from dispatchsite.ops import Op, OpInput, OpOutput, internal_fields, load_ops
+from dispatchsite.core.registry import Op, OpInput, OpOutput, internal_fields, load_ops
 from dispatchsite.surfaces import mcp as dmcp
 from tests.support.codex_env import codex_binary, write_codex_home
 from tests.support.mock_responses import MockResponsesServer
@@ -226,8 +226,8 @@ def test_it_keeps_same_named_models_of_different_ops_apart() -> None:
 
 
 def test_it_registers_the_mcp_command() -> None:
-    from dispatchsite.surfaces import mcp_command
-    from dispatchsite.surfaces.commands import load_commands
+    from dispatchsite.core.commands import load_commands
+    from dispatchsite.surfaces.commands import mcp as mcp_command
 
     command = load_commands()["mcp"]
 

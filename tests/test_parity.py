@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from dispatchsite.ops import Op, internal_fields, load_ops
+from dispatchsite.core.commands import load_commands
+from dispatchsite.core.registry import Op, internal_fields, load_ops
 from dispatchsite.surfaces.cli import build_parser
-from dispatchsite.surfaces.commands import load_commands
 
 OPS = load_ops()
 REST_META_ROUTES = {
@@ -81,7 +81,7 @@ def test_it_has_no_cli_command_without_an_op_or_a_surface_command() -> None:
 
 @pytest.fixture(scope="module")
 def openapi() -> dict[str, Any]:
-    from dispatchsite.api import api
+    from dispatchsite.surfaces.api import api
 
     return api.get_openapi_schema()
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from dispatchsite import errors
-from dispatchsite.ops import OpContext, load_ops
+from dispatchsite.core import errors
+from dispatchsite.core.registry import OpContext, load_ops
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create, api_token_revoke

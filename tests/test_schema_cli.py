@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dispatchsite.ops import internal_fields, load_ops
+from dispatchsite.core.registry import internal_fields, load_ops
 from dispatchsite.surfaces.cli import build_parser, main
 
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from dispatchsite.errors import ValidationError
-from dispatchsite.ops import OpContext, execute
-from lanes import gateway
-from lanes.indexing import index_messages
+from dispatchsite.core.errors import ValidationError
+from dispatchsite.core.registry import OpContext, execute
+from lanes.history.indexing import index_messages
+from lanes.history.search import fts5_match, query_parse, snippet, tsquery_text
 from lanes.models import Lane
-from lanes.models_index import LaneItem
-from lanes.search import fts5_match, query_parse, snippet, tsquery_text
+from lanes.models.index import LaneItem
 from lanes.services import lane_register
+from lanes.worker import gateway
 from tests.support.foreign import foreign_thread
 from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import Stack
@@ -373,7 +373,7 @@ def test_it_asks_codex_for_threads_it_does_not_manage(
 def test_it_ranks_a_very_common_term_among_its_newest_matches(
     db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lanes import search as search_module
+    from lanes.history import search as search_module
 
     monkeypatch.setattr(search_module, "RANK_WINDOW", 3)
     lane = make_lane("common", "/tmp")

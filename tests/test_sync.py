@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from dispatchsite.errors import CapabilityUnavailableError, LaneBusyError
-from lanes import gateway
-from lanes.indexing import index_messages
+from dispatchsite.core.errors import CapabilityUnavailableError, LaneBusyError
+from lanes.history.indexing import index_messages
+from lanes.history.sync import lane_sync, sync_run
 from lanes.models import Lane
-from lanes.models_index import LaneItem, LaneSyncState, LaneTurn
+from lanes.models.index import LaneItem, LaneSyncState, LaneTurn
 from lanes.services import lane_register
-from lanes.sync import lane_sync, sync_run
+from lanes.worker import gateway
 from tests.support.foreign import foreign_thread
 from tests.support.stack import Stack
 

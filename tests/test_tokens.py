@@ -4,10 +4,15 @@ from datetime import timedelta
 
 import pytest
 
-from dispatchsite.auth import bearer_from_headers, token_user
-from dispatchsite.errors import NotFoundError, ValidationError
+from dispatchsite.core.errors import NotFoundError, ValidationError
 from lanes.models import ApiToken
-from lanes.tokens import api_token_create, api_token_revoke, token_hash
+from lanes.tokens import (
+    api_token_create,
+    api_token_revoke,
+    bearer_from_headers,
+    token_hash,
+    token_user,
+)
 
 pytestmark = pytest.mark.django_db
 

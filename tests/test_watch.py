@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from dispatchsite.ops import OpContext, execute
+from dispatchsite.core.registry import OpContext, execute
 from dispatchsite.surfaces.cli import main as cli_main
-from lanes.commands_watch import events_url
-from lanes.journal import SeqCounter, journal_write_batch
+from dispatchsite.surfaces.commands.follow import events_url
+from lanes.journal.writer import SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
@@ -103,7 +103,7 @@ def test_it_samples_only_events_arriving_during_the_call(
     def sleep_while_events_arrive(seconds: float) -> None:
         record(alpha, next(ticks, 0), counter)
 
-    monkeypatch.setattr("lanes.watch.time.sleep", sleep_while_events_arrive)
+    monkeypatch.setattr("lanes.journal.reader.time.sleep", sleep_while_events_arrive)
     out = watch(lane=alpha.ref, limit=4, timeout=5)
     assert [e["seq"] for e in out["events"]] == [5, 6, 7, 8]
     assert out["timed_out"] is False and out["last_seq"] == 8
@@ -112,13 +112,13 @@ def test_it_samples_only_events_arriving_during_the_call(
 def test_it_times_out_with_what_arrived(
     alpha: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("lanes.watch.POLL_SECONDS", 0.02)
+    monkeypatch.setattr("lanes.journal.reader.POLL_SECONDS", 0.02)
     out = watch(lane=alpha.ref, limit=5, timeout=0.1)
     assert out["events"] == [] and out["timed_out"] is True and out["last_seq"] == 0
 
 
 def test_it_validates_the_bounds(alpha: Lane) -> None:
-    from dispatchsite.errors import ValidationError
+    from dispatchsite.core.errors import ValidationError
 
     for bad in ({"timeout": 26}, {"timeout": -1}, {"limit": 0}, {"after": -1}):
         with pytest.raises(ValidationError):

@@ -10,10 +10,10 @@ import json
 import sys
 from typing import Any
 
+from dispatchsite.core.commands import register_command
 from dispatchsite.runtime.lifecycle import DEFAULT_PORT, stack_down, stack_up
 from dispatchsite.runtime.supervisor import configure_parser as configure_supervisor
 from dispatchsite.runtime.supervisor import run_supervisor
-from dispatchsite.surfaces.commands import register_command
 
 
 def _configure_up(parser: argparse.ArgumentParser) -> None:
@@ -34,13 +34,12 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
     "up",
     help="start redis, web, worker and celery under a supervisor",
     configure=_configure_up,
-    needs_db=False,
 )
 def up(args: argparse.Namespace) -> dict[str, Any]:
     return stack_up(port=args.port, foreground=args.foreground)
 
 
-@register_command("down", help="stop everything `dispatch up` started", needs_db=False)
+@register_command("down", help="stop everything `dispatch up` started")
 def down(args: argparse.Namespace) -> dict[str, Any]:
     return stack_down()
 
@@ -49,7 +48,6 @@ def down(args: argparse.Namespace) -> dict[str, Any]:
     "supervise",
     help="internal: the supervisor process behind `dispatch up`",
     configure=configure_supervisor,
-    needs_db=False,
 )
 def supervise(args: argparse.Namespace) -> None:
     run_supervisor(args)
@@ -70,7 +68,6 @@ def _configure_doctor(parser: argparse.ArgumentParser) -> None:
     "doctor",
     help="check codex, DISPATCH_HOME, the database, redis and the daemon",
     configure=_configure_doctor,
-    needs_db=False,
 )
 def doctor(args: argparse.Namespace) -> dict[str, Any]:
     from dispatchsite.runtime.doctor import run_doctor
@@ -100,7 +97,6 @@ def _configure_migrate(parser: argparse.ArgumentParser) -> None:
     "registry migrate",
     help="apply database migrations after a timestamped backup",
     configure=_configure_migrate,
-    needs_db=False,
 )
 def registry_migrate(args: argparse.Namespace) -> dict[str, Any]:
     from dispatchsite.runtime.migrate import registry_migrate as migrate

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dispatchsite.errors import DispatchError
+from dispatchsite.core.errors import DispatchError
 from dispatchsite.runtime import home
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -232,7 +232,7 @@ def _check_dispatch_home() -> dict[str, Any]:
 
 
 def _check_dispatch_config() -> dict[str, Any]:
-    from dispatchsite.config import config_path, load_policy
+    from dispatchsite.core.config import config_path, load_policy
 
     path = config_path()
     try:

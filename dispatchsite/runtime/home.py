@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dispatchsite.errors import ValidationError
+from dispatchsite.core.errors import ValidationError
 
 WRITABLE_FIX = "set DISPATCH_HOME to a writable directory"
 

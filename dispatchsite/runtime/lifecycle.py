@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dispatchsite.errors import DispatchError, ValidationError
+from dispatchsite.core.errors import DispatchError, ValidationError
 from dispatchsite.runtime import home
 from dispatchsite.runtime.redis import (
     check_socket_path,
@@ -101,7 +101,7 @@ def preflight(*, port: int) -> int:
 
     Each failure is one typed error whose message names the fix.
     """
-    from dispatchsite.config import load_policy
+    from dispatchsite.core.config import load_policy
     from lanes.appserver.binary import preflight_config, resolve_codex_argv
 
     load_policy()
@@ -146,7 +146,7 @@ def resolve_port(port: int) -> int:
 def migrate_database() -> None:
     from django.core.management import call_command
 
-    from lanes.retention import journal_schedule_ensure
+    from lanes.journal.retention import journal_schedule_ensure
 
     try:
         call_command("migrate", interactive=False, verbosity=0)

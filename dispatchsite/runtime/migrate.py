@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dispatchsite.errors import AppServerError
+from dispatchsite.core.errors import AppServerError
 
 RUNNING_FIX = "run `dispatch down` first, or pass --allow-running"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from dispatchsite.ops import OpContext, OpInput, OpOutput, define_op
+from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
 
 DAEMON_READ = "dispatch_daemon_read"
 

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from dispatchsite.errors import ValidationError
+from dispatchsite.core.errors import ValidationError
 
 REDIS_BINARIES = ("redis-server", "valkey-server")
 REDIS_FIX = (

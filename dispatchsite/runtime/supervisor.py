@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from django.conf import settings
 
-from dispatchsite.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
 from dispatchsite.runtime import home
 from dispatchsite.runtime.redis import (
     find_redis_server,

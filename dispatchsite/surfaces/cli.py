@@ -20,9 +20,9 @@ from typing import Any, Literal
 from django.db.utils import OperationalError
 from pydantic.fields import FieldInfo
 
-from dispatchsite.errors import DispatchError, ValidationError
-from dispatchsite.ops import Op, OpContext, execute, internal_fields, load_ops
-from dispatchsite.surfaces.commands import SurfaceCommand, load_commands
+from dispatchsite.core.commands import SurfaceCommand, load_commands
+from dispatchsite.core.errors import DispatchError, ValidationError
+from dispatchsite.core.registry import Op, OpContext, execute, internal_fields, load_ops
 
 
 class CliUsageError(Exception):

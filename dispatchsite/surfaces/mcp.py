@@ -34,7 +34,7 @@ import httpx2
 import mcp_types as types
 from mcp.server.lowlevel import Server
 
-from dispatchsite.ops import Op, internal_fields, load_ops, public_schema
+from dispatchsite.core.registry import Op, internal_fields, load_ops, public_schema
 
 SERVER_NAME = "dispatch"
 OPS_PATH = "/api/v1/ops/"
@@ -64,7 +64,7 @@ SKEW_FIX = (
 # both leave the caller unable to act until the stack is fixed.
 EXIT_UNREACHABLE = 8
 EXIT_ROUTE = 2
-EXIT_UNAUTHORIZED = 7  # as dispatchsite.auth.UnauthorizedError
+EXIT_UNAUTHORIZED = 7  # as dispatchsite.surfaces.auth.UnauthorizedError
 EXIT_INTERNAL = 1
 
 Resolver = str | None | Callable[[], str | None]
@@ -594,7 +594,7 @@ def resolve_token(rejected: str | None = None) -> str | None:
         return None
     from django.db import DatabaseError
 
-    from dispatchsite.errors import DispatchError
+    from dispatchsite.core.errors import DispatchError
 
     # Several MCP servers (one per Codex session) may start at once; one
     # token is enough for all of them.
@@ -723,7 +723,7 @@ def serve_http(
 def run_mcp(*, http: bool, port: int) -> None:
     import anyio
 
-    from dispatchsite.errors import ValidationError
+    from dispatchsite.core.errors import ValidationError
 
     token = CachedToken()
     server = build_server(local_base_url, token)

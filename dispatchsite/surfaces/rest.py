@@ -33,8 +33,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Body, Path, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict, create_model
 
-from dispatchsite.errors import NotFoundError, ValidationError
-from dispatchsite.ops import Op, OpContext, execute, internal_fields, load_ops
+from dispatchsite.core.errors import NotFoundError, ValidationError
+from dispatchsite.core.registry import Op, OpContext, execute, internal_fields, load_ops
 
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

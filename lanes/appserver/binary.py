@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dispatchsite.errors import AppServerError
+from dispatchsite.core.errors import AppServerError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import IO, Any
 
-from dispatchsite.errors import AppServerError
+from dispatchsite.core.errors import AppServerError
 from lanes.appserver.binary import CodexConfigError, config_error
 
 logger = logging.getLogger(__name__)

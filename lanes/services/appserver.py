@@ -1,12 +1,12 @@
-"""Calls to a lane's app-server, through its host's worker (lanes.gateway)."""
+"""Calls to a lane's app-server, through its host's worker (lanes.worker.gateway)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dispatchsite.errors import AppServerError
-from lanes import gateway
+from dispatchsite.core.errors import AppServerError
 from lanes.models import Lane, WorkerLease
+from lanes.worker import gateway
 
 # Messages codex uses when it has no thread (loaded or on disk) for an id.
 THREAD_MISSING_MARKERS = ("thread not found", "no rollout", "thread not loaded")

@@ -8,13 +8,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dispatchsite.errors import AppServerError, DispatchError, ValidationError
-from lanes import gateway
+from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from lanes.appserver.protocol import thread_status
 from lanes.models import Lane
-from lanes.presenters import thread_status
 from lanes.services.appserver import rpc, thread_read
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.registration import lane_ref_allocate, lane_title_unique
+from lanes.worker import gateway
 
 ATTACH_TIMEOUT_SECONDS = 10.0
 

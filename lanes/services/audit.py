@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dispatchsite.errors import DispatchError
+from dispatchsite.core.errors import DispatchError
 from lanes.models import AuditEntry, Lane
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from dispatchsite.config import load_policy
-from dispatchsite.errors import AuthorityError, LaneBusyError, ValidationError
-from lanes.models import Lane
-from lanes.presenters import ATTACHED_LOCK_REASON, lane_writable
+from dispatchsite.core.config import load_policy
+from dispatchsite.core.errors import AuthorityError, LaneBusyError, ValidationError
+from lanes.models import ATTACHED_LOCK_REASON, Lane
 from lanes.services.appserver import thread_load
 
 
 def require_writable(lane: Lane) -> None:
-    if not lane_writable(lane, load_policy()):
+    if not lane.writable(load_policy()):
         raise AuthorityError(
             f"lane {lane.ref} (@{lane.title}) is attached and read-only: "
             f"{ATTACHED_LOCK_REASON}",

@@ -6,8 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from dispatchsite.errors import DispatchError, ValidationError
-from lanes import gateway
+from dispatchsite.core.errors import DispatchError, ValidationError
 from lanes.models import Lane
 from lanes.services.appserver import rpc
 from lanes.services.audit import audit_failures, audit_record
@@ -15,6 +14,7 @@ from lanes.services.goals import goal_set_remote
 from lanes.services.messages import lane_turn_start
 from lanes.services.registration import clean_name, lane_register, lane_title_free
 from lanes.turns import thread_settings_params
+from lanes.worker import gateway
 
 
 def lane_create(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatchsite.errors import ValidationError
-from lanes import gateway
+from dispatchsite.core.errors import ValidationError
 from lanes.models import Lane
 from lanes.services.appserver import lane_rpc, rpc
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_prepare_write
+from lanes.worker import gateway
 
 
 def goal_set_remote(

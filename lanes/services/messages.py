@@ -8,14 +8,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from dispatchsite.errors import AppServerError, DispatchError, ValidationError
-from lanes import gateway
+from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
 from lanes.models import Lane
-from lanes.queue import queued_message_enqueue, queued_message_pending_count
 from lanes.services.appserver import lane_rpc, rpc
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_prepare_write
+from lanes.services.queue import queued_message_enqueue, queued_message_pending_count
 from lanes.turns import lane_mark_turn_started, text_input, turn_start_params
+from lanes.worker import gateway
 
 TURN_END_WAIT_SECONDS = 10.0
 

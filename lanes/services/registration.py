@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from dispatchsite.errors import DispatchError, ValidationError
+from dispatchsite.core.errors import DispatchError, ValidationError
 from lanes.models import Lane, ref_payload
 
 REF_MIXER = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

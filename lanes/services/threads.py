@@ -7,8 +7,11 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from dispatchsite.errors import CapabilityUnavailableError, DispatchError, LaneBusyError
-from lanes import gateway
+from dispatchsite.core.errors import (
+    CapabilityUnavailableError,
+    DispatchError,
+    LaneBusyError,
+)
 from lanes.models import Lane
 from lanes.selectors import resolve_lane_or_thread
 from lanes.services.appserver import (
@@ -24,6 +27,7 @@ from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_busy_check, lane_prepare_write
 from lanes.services.registration import clean_name, lane_register, lane_title_free
 from lanes.turns import thread_settings_params
+from lanes.worker import gateway
 
 
 def thread_rename(

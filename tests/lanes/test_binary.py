@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatchsite.errors import AppServerError
+from dispatchsite.core.errors import AppServerError
 from lanes.appserver.binary import (
     CodexConfigError,
     CodexNotFoundError,

@@ -17,11 +17,12 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from dispatchsite.asgi import application
-from lanes import consumers, hub, worker
-from lanes.journal import JournalResult, SeqCounter, journal_write_batch
+from lanes.journal.writer import JournalResult, SeqCounter, journal_write_batch
 from lanes.models import Lane
+from lanes.realtime import consumers, hub
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
+from lanes.worker import daemon as worker
 from tests.support.stack import FRAME_KEYS
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -12,17 +12,17 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from lanes import indexing
-from lanes.journal import SeqCounter, journal_write_batch
+from lanes.history import indexing
+from lanes.history.search import ItemFilter, query_parse, search_index
+from lanes.journal.retention import journal_compact, journal_prune
+from lanes.journal.writer import SeqCounter, journal_write_batch
 from lanes.models import LaneEvent
-from lanes.models_index import (
+from lanes.models.index import (
     ITEM_TEXT_MAX_CHARS,
     LaneItem,
     LaneTurn,
     fts_ensure,
 )
-from lanes.retention import journal_compact, journal_prune
-from lanes.search import ItemFilter, query_parse, search_index
 
 pytestmark = pytest.mark.django_db
 
@@ -354,7 +354,7 @@ def test_it_writes_journal_rows_the_orm_reads_back_unchanged() -> None:
 def test_it_schedules_journal_upkeep_in_celery_beat() -> None:
     from django_celery_beat.models import PeriodicTask
 
-    from lanes.retention import journal_schedule_ensure
+    from lanes.journal.retention import journal_schedule_ensure
     from lanes.tasks import journal_maintain
 
     journal_schedule_ensure(every_minutes=10)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from dispatchsite.errors import AppServerError, LaneBusyError, NotFoundError
-from dispatchsite.ops import OpContext, execute
-from lanes import gateway
+from dispatchsite.core.errors import AppServerError, LaneBusyError, NotFoundError
+from dispatchsite.core.registry import OpContext, execute
 from lanes.models import AuditEntry, Lane, ModelCatalogEntry
 from lanes.services import lane_register
+from lanes.worker import gateway
 
 pytestmark = pytest.mark.django_db
 CTX = OpContext(surface="test")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatchsite.errors import ValidationError
+from dispatchsite.core.errors import ValidationError
 from dispatchsite.runtime import home
 from tests.runtime import dispatch_home
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from dispatchsite.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
 from dispatchsite.runtime import home
 from dispatchsite.runtime.lifecycle import stack_down, stack_up
 from dispatchsite.runtime.supervisor import (

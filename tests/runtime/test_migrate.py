@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatchsite.errors import AppServerError
+from dispatchsite.core.errors import AppServerError
 from dispatchsite.runtime import home, migrate
 from tests.runtime import cli, cli_env, dispatch_home
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatchsite.errors import ValidationError
+from dispatchsite.core.errors import ValidationError
 from dispatchsite.runtime import redis as private_redis
 
 

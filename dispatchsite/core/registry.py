@@ -1,0 +1,152 @@
+"""The op registry: every verb authored once, every surface derived from it.
+
+An op is id + summary + intent + idempotent flag + input/output schemas +
+handler. The CLI, the REST API and the MCP tools are generated from this
+table; a parity test keeps them equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+from pydantic.config import JsonDict
+
+from dispatchsite.core.errors import DispatchError, ValidationError
+
+Intent = Literal["read", "write", "destroy"]
+Surface = Literal["cli", "rest", "mcp", "admin", "celery", "worker", "test"]
+
+# Input fields the surfaces fill themselves (e.g. from CODEX_THREAD_ID); they
+# never appear as CLI flags or in published schemas.
+INTERNAL: JsonDict = {"x-dispatch-internal": True}
+
+
+class OpInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass(frozen=True)
+class OpContext:
+    surface: Surface
+    caller_thread_id: str | None = None
+    actor: str = ""
+
+
+@dataclass(frozen=True)
+class Op:
+    id: str
+    summary: str
+    intent: Intent
+    idempotent: bool
+    input: type[OpInput]
+    output: type[BaseModel]
+    handler: Callable[[Any, OpContext], Any]
+    # CLI spelling: "send", "goal set", or a composed "list --unmanaged".
+    cli: str
+    positionals: tuple[str, ...] = ()
+    # REST: method and path under /api/v1; {field} segments are input fields.
+    http: tuple[str, str] = ("POST", "")
+    mcp_tool: str = ""
+    mcp_action: str = ""
+    examples: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def cli_words(self) -> list[str]:
+        return [w for w in self.cli.split() if not w.startswith("--")]
+
+    @property
+    def cli_switch(self) -> str | None:
+        """The flag that selects this op inside a composed spelling."""
+        flags = [w for w in self.cli.split() if w.startswith("--")]
+        return flags[0] if flags else None
+
+    def input_schema(self) -> dict[str, Any]:
+        return public_schema(self.input)
+
+    def output_schema(self) -> dict[str, Any]:
+        return self.output.model_json_schema()
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def define_op(**kwargs: Any) -> Op:
+    op = Op(**kwargs)
+    if op.id in REGISTRY:
+        raise RuntimeError(f"op {op.id!r} defined twice")
+    if not op.mcp_tool:
+        raise RuntimeError(f"op {op.id!r} has no MCP tool group")
+    REGISTRY[op.id] = op
+    return op
+
+
+def load_ops() -> dict[str, Op]:
+    """Every op of every installed app (each app's `ops` module or package)."""
+    from dispatchsite.core.autodiscover import discover
+
+    discover("ops")
+    return REGISTRY
+
+
+def internal_fields(model: type[BaseModel]) -> set[str]:
+    names = set()
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("x-dispatch-internal"):
+            names.add(name)
+    return names
+
+
+def public_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    hidden = internal_fields(model)
+    if hidden:
+        schema["properties"] = {
+            k: v for k, v in schema.get("properties", {}).items() if k not in hidden
+        }
+        schema["required"] = [r for r in schema.get("required", []) if r not in hidden]
+    return schema
+
+
+def validation_message(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "input"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_input(op: Op, params: dict[str, Any]) -> OpInput:
+    try:
+        return op.input.model_validate(params)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(
+            f"invalid input for {op.id}: {validation_message(exc)}",
+            hint=f"see `dispatch schema {op.cli}`",
+        ) from None
+
+
+def execute(op_id: str, params: dict[str, Any], ctx: OpContext) -> dict[str, Any]:
+    """Validate, run the handler, and return the JSON-ready output."""
+    op = load_ops().get(op_id)
+    if op is None:
+        raise ValidationError(f"unknown op {op_id!r}", hint="see `dispatch --help`")
+    parsed = parse_input(op, params)
+    result = op.handler(parsed, ctx)
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    try:
+        return op.output.model_validate(result).model_dump(mode="json")
+    except pydantic.ValidationError as exc:
+        raise DispatchError(
+            f"op {op.id} produced output that does not match its schema: "
+            f"{validation_message(exc)}"
+        ) from None

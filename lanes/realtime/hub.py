@@ -1,0 +1,177 @@
+"""One channel-layer subscription per web process, fanned out in memory.
+
+The worker publishes one message per journal batch on JOURNAL_GROUP:
+`{"type": "lanes.events", "batches": [<part>, ...]}`, one part per lane,
+`{"thread_id", "first_seq", "last_seq", "texts"?}`. `texts` are the batch's
+frames of that lane, already JSON-encoded, seqs first_seq..last_seq in
+order; a part without `texts` (too large to carry) only names the range,
+and sockets read it from the journal.
+
+channels_redis hands a process one message per four Redis round trips,
+serially, so a group member per socket would cost sockets x batches
+messages; the hub costs one per batch, and gives each socket every part it
+watches in one call, so a socket on many lanes sends one websocket message
+per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+
+from lanes.journal.reader import journal_last_seqs
+from lanes.journal.writer import JOURNAL_GROUP
+
+log = logging.getLogger("dispatch.websocket")
+
+# channels_redis forgets group members after group_expiry (a day by default);
+# the hub renews its membership well before that.
+GROUP_REFRESH_SECONDS = 3600.0
+# How often the hub compares the journal with what it has seen, so a dropped
+# *last* message (no later one reveals the gap) is refilled within ~2 ticks.
+# Longer than any healthy publish-to-receive delay: a message that is only
+# late must not send every socket to the DB, least of all under load.
+RECONCILE_SECONDS = 3.0
+
+# Journal reads run off Django's shared sync thread, so a replay never waits
+# behind a view. Tests on SQLite's in-memory database flip this: its shared
+# cache locks whole tables, so a read beside a write would fail there.
+THREAD_SENSITIVE = False
+
+
+def db(fn: Any) -> Any:
+    return database_sync_to_async(fn, thread_sensitive=THREAD_SENSITIVE)
+
+
+class Subscriber(Protocol):
+    def feed(self, parts: list[dict[str, Any]]) -> None: ...
+
+
+class LaneHub:
+    """This process's one subscription to the journal's announcements.
+
+    Lives while it has subscribers: the first one opens its channel and
+    receive loop, the last one to leave tears them down.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.subscribers: dict[str, set[Subscriber]] = {}
+        self.lock = asyncio.Lock()
+        self.tasks: list[asyncio.Task[None]] = []
+        # Per lane: the highest seq any message announced, and the journal's
+        # last seq at the previous reconcile tick.
+        self.seen: dict[str, int] = {}
+        self.committed: dict[str, int] = {}
+
+    async def subscribe(self, thread_ids: list[str], subscriber: Subscriber) -> None:
+        """Return once batches published from now on reach `subscriber`."""
+        async with self.lock:
+            if self.channel is None:
+                # The default prefix: channels_redis pops every process-local
+                # channel from one Redis list named after it.
+                self.channel = await self.layer.new_channel()
+                await self.layer.group_add(JOURNAL_GROUP, self.channel)
+                self.tasks = [
+                    asyncio.create_task(self.receive_loop(self.channel)),
+                    asyncio.create_task(self.refresh_loop()),
+                    asyncio.create_task(self.reconcile_loop()),
+                ]
+            for thread_id in thread_ids:
+                self.subscribers.setdefault(thread_id, set()).add(subscriber)
+
+    async def unsubscribe(self, thread_ids: list[str], subscriber: Subscriber) -> None:
+        async with self.lock:
+            for thread_id in thread_ids:
+                members = self.subscribers.get(thread_id, set())
+                members.discard(subscriber)
+                if not members:
+                    self.subscribers.pop(thread_id, None)
+                    self.seen.pop(thread_id, None)
+                    self.committed.pop(thread_id, None)
+            if self.subscribers or self.channel is None:
+                return
+            await self.layer.group_discard(JOURNAL_GROUP, self.channel)
+            for task in self.tasks:
+                task.cancel()
+            self.tasks = []
+            self.channel = None
+
+    async def receive_loop(self, channel: str) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis restarting: sockets refill gaps
+                log.warning("lane hub receive failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if message.get("type") == "lanes.events":
+                self.dispatch(message.get("batches") or [])
+
+    def dispatch(self, parts: list[dict[str, Any]]) -> None:
+        fed: dict[Subscriber, list[dict[str, Any]]] = {}
+        for part in parts:
+            thread_id = part.get("thread_id", "")
+            members = self.subscribers.get(thread_id)
+            if not members:
+                continue
+            self.seen[thread_id] = max(self.seen.get(thread_id, 0), part["last_seq"])
+            for subscriber in members:
+                fed.setdefault(subscriber, []).append(part)
+        for subscriber, its_parts in fed.items():
+            subscriber.feed(its_parts)
+
+    async def reconcile_loop(self) -> None:
+        """Nudge sockets about rows committed a tick ago but never announced.
+
+        A row committed before the previous tick has had a whole tick for
+        its message to arrive; if none did, the layer dropped it (or the
+        worker died before publishing), and the sockets read it from the
+        journal. One cheap query per watched lane per tick, per process.
+        """
+        while True:
+            await asyncio.sleep(RECONCILE_SECONDS)
+            lanes = list(self.subscribers)
+            try:
+                latest = await db(journal_last_seqs)(lanes)
+            except Exception as exc:  # the DB busy or restarting: next tick
+                log.warning("lane hub reconcile failed: %s", exc)
+                continue
+            self.dispatch(
+                [
+                    {"thread_id": thread_id, "first_seq": seq, "last_seq": seq}
+                    for thread_id in lanes
+                    if (seq := self.committed.get(thread_id, 0))
+                    > self.seen.get(thread_id, 0)
+                ]
+            )
+            self.committed = latest
+
+    async def refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            async with self.lock:
+                if self.channel is None:
+                    return
+                await self.layer.group_add(JOURNAL_GROUP, self.channel)
+
+
+# One hub per event loop (tests run one loop each; daphne has one).
+HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LaneHub] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def lane_hub(layer: Any) -> LaneHub:
+    loop = asyncio.get_running_loop()
+    hub = HUBS.get(loop)
+    if hub is None or hub.layer is not layer:
+        hub = HUBS[loop] = LaneHub(layer)
+    return hub

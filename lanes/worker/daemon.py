@@ -1,0 +1,401 @@
+"""The worker: the one process per host that owns `codex app-server`.
+
+It journals every app-server message (LaneEvent rows, then a group_send to
+the lane's websocket group after commit), answers the app-server's own
+requests by policy, serves request/reply commands from the channel layer,
+drains durable queues, and restarts the app-server when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from dispatchsite.core.config import load_policy
+from lanes.appserver.binary import app_server_argv
+from lanes.appserver.client import AppServerClient
+from lanes.journal.reader import frame_text
+from lanes.journal.writer import JOURNAL_GROUP, SeqCounter, journal_write_batch
+from lanes.services.queue import (
+    lanes_with_pending,
+    queued_message_claim_next,
+    queued_message_mark_failed,
+    queued_message_mark_sent,
+)
+from lanes.turns import turn_start_params
+from lanes.worker import recovery
+from lanes.worker.gateway import command_channel
+from lanes.worker.server_requests import server_request_answer, server_request_record
+
+log = logging.getLogger("dispatch.worker")
+T = TypeVar("T")
+
+JOURNAL_BATCH = 2000
+COALESCE_BELOW = 1000
+COALESCE_SECONDS = 0.025
+# Frames above this size go out as a seq range; watchers read them from the DB.
+FRAME_BYTES_LIMIT = 256 * 1024
+HEARTBEAT_SECONDS = 2.0
+
+
+def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    # One thread for all ORM work keeps SQLite writes serialized in-process.
+    return sync_to_async(fn, thread_sensitive=True)
+
+
+def worker_state_file(host: str) -> Path:
+    return Path(settings.DISPATCH_RUN_DIR) / f"worker-{host}.json"
+
+
+class Worker:
+    def __init__(self, *, host: str) -> None:
+        self.host = host
+        self.channel = command_channel(host)
+        self.client: AppServerClient | None = None
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.counter = SeqCounter()
+        self.last_flush = 0.0
+        self.lane_locks: dict[str, asyncio.Lock] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.app_server_restarts = 0
+        self.started_at = timezone.now()
+        self.ready_at: str | None = None
+        self.policy = load_policy()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await db(recovery.worker_lease_claim)(host=self.host, pid=os.getpid())
+        background = [
+            asyncio.create_task(self.supervise_app_server()),
+            asyncio.create_task(self.journal_loop()),
+            asyncio.create_task(self.command_loop()),
+            asyncio.create_task(self.heartbeat_loop()),
+        ]
+        await self.stopping.wait()
+        for task in background[2:]:
+            task.cancel()
+        if self.client is not None:
+            await self.client.close()
+        await background[0]
+        await self.flush_journal()
+        background[1].cancel()
+        await db(recovery.worker_lease_release)(host=self.host, pid=os.getpid())
+        worker_state_file(self.host).unlink(missing_ok=True)
+
+    async def supervise_app_server(self) -> None:
+        backoff = 0.2
+        while not self.stopping.is_set():
+            try:
+                await self.start_app_server()
+                backoff = 0.2
+            except Exception as exc:  # keep serving; the next try may work
+                log.error("app-server failed to start: %s", exc)
+                await self.sleep_unless_stopping(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            assert self.client is not None
+            closed = asyncio.create_task(self.client.wait_closed())
+            stop = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait({closed, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            self.ready.clear()
+            if self.stopping.is_set():
+                closed.cancel()
+                return
+            self.app_server_restarts += 1
+            log.warning("app-server exited (%s); restarting", self.client.returncode)
+            await self.flush_journal()
+            await db(recovery.lanes_mark_turns_lost)(
+                host=self.host, reason="the app-server exited during this turn"
+            )
+
+    async def start_app_server(self) -> None:
+        log_dir = Path(settings.DISPATCH_LOG_DIR)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        client = AppServerClient(
+            app_server_argv(settings.DISPATCH_CODEX_BIN),
+            env=dict(os.environ),
+            on_notification=self.on_notification,
+            on_server_request=self.on_server_request,
+            stderr_path=log_dir / "app-server.log",
+        )
+        await client.start()
+        self.client = client
+        await db(recovery.lanes_mark_turns_lost)(
+            host=self.host, reason="dispatch restarted during this turn"
+        )
+        await self.reconcile()
+        self.ready_at = timezone.now().isoformat()
+        self.ready.set()
+        await self.write_heartbeat()
+        for thread_id in await db(lanes_with_pending)(host=self.host):
+            self.spawn(self.drain_lane(thread_id))
+
+    async def reconcile(self) -> None:
+        """Reload owned lanes into the new app-server and settle in-flight queues."""
+        assert self.client is not None
+        client = self.client
+        limit = asyncio.Semaphore(8)
+
+        async def resume(thread_id: str) -> None:
+            async with limit:
+                try:
+                    await client.request(
+                        "thread/resume", {"threadId": thread_id, "excludeTurns": True}
+                    )
+                except Exception as exc:  # e.g. a lane that never ran a turn
+                    log.info("resume %s: %s", thread_id, exc)
+
+        owned = await db(recovery.lanes_to_resume)(host=self.host)
+        await asyncio.gather(*(resume(t) for t in owned))
+        for message in await db(recovery.in_flight_messages)(host=self.host):
+            delivered = await self.message_reached_thread(
+                message["thread_id"], message["client_message_id"]
+            )
+            await db(recovery.in_flight_settle)(pk=message["pk"], delivered=delivered)
+
+    async def message_reached_thread(self, thread_id: str, client_id: str) -> bool:
+        assert self.client is not None
+        try:
+            page = await self.client.request(
+                "thread/turns/list",
+                {"threadId": thread_id, "limit": 5, "itemsView": "full"},
+            )
+        except Exception as exc:
+            log.info("turns/list %s: %s", thread_id, exc)
+            return False
+        for turn in page.get("data", []):
+            for item in turn.get("items", []):
+                if (
+                    item.get("type") == "userMessage"
+                    and item.get("clientId") == client_id
+                ):
+                    return True
+        return False
+
+    async def sleep_unless_stopping(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- app-server messages -----------------------------------------------
+
+    def on_notification(self, message: dict[str, Any]) -> None:
+        message["_received_at"] = timezone.now()
+        message["_received_perf"] = time.perf_counter()
+        self.inbox.put_nowait(message)
+
+    async def on_server_request(self, message: dict[str, Any]) -> dict[str, Any]:
+        message["_received_at"] = timezone.now()
+        message["_received_perf"] = time.perf_counter()
+        self.inbox.put_nowait(message)
+        record = await db(server_request_record)(message=message)
+        return await db(server_request_answer)(record=record, policy=self.policy)
+
+    async def journal_loop(self) -> None:
+        while True:
+            first = await self.inbox.get()
+            await self.journal_batch(first)
+
+    async def flush_journal(self) -> None:
+        while not self.inbox.empty():
+            await self.journal_batch(self.inbox.get_nowait())
+
+    async def journal_batch(self, first: dict[str, Any]) -> None:
+        batch = [first]
+        while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
+            batch.append(self.inbox.get_nowait())
+        if 1 < len(batch) < COALESCE_BELOW:
+            # A stream is arriving. Every batch costs a transaction and a
+            # message to each watcher, so batches start at most once per
+            # COALESCE_SECONDS; within that, an event waits no longer than
+            # COALESCE_SECONDS after it was read (those that queued behind
+            # the previous batch go at once).
+            start = max(first["_received_perf"], self.last_flush) + COALESCE_SECONDS
+            delay = start - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
+        self.last_flush = time.perf_counter()
+        result = await db(journal_write_batch)(batch, self.counter)
+        await self.publish(result.frames)
+        for thread_id in result.drain_thread_ids:
+            self.spawn(self.drain_lane(thread_id))
+
+    async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
+        """Announce a committed batch: one message for every lane in it.
+
+        Web processes keep one hub subscribed to JOURNAL_GROUP (lanes.realtime.hub)
+        and fan out to their sockets in memory. Frames travel encoded, once
+        here, as every socket sends them.
+        """
+        by_thread: dict[str, list[tuple[int, str]]] = {}
+        for thread_id, frame in frames:
+            by_thread.setdefault(thread_id, []).append(
+                (frame["seq"], frame_text(frame))
+            )
+        parts: list[dict[str, Any]] = []
+        size = 0
+        for thread_id, rows in by_thread.items():
+            part: dict[str, Any] = {
+                "thread_id": thread_id,
+                "first_seq": rows[0][0],
+                "last_seq": rows[-1][0],
+            }
+            encoded = sum(len(text) for _seq, text in rows)
+            if encoded <= FRAME_BYTES_LIMIT:
+                part["texts"] = [text for _seq, text in rows]
+                size += encoded
+            parts.append(part)
+            if size > FRAME_BYTES_LIMIT:
+                await self.send_parts(parts)
+                parts, size = [], 0
+        if parts:
+            await self.send_parts(parts)
+
+    async def send_parts(self, parts: list[dict[str, Any]]) -> None:
+        try:
+            await get_channel_layer().group_send(
+                JOURNAL_GROUP, {"type": "lanes.events", "batches": parts}
+            )
+        except Exception as exc:  # watchers refill gaps from the journal
+            log.warning("group_send %s failed: %s", JOURNAL_GROUP, exc)
+
+    # -- queue ---------------------------------------------------------------
+
+    async def drain_lane(self, thread_id: str) -> None:
+        lock = self.lane_locks.setdefault(thread_id, asyncio.Lock())
+        async with lock:
+            if not self.ready.is_set() or self.client is None:
+                return
+            message = await db(queued_message_claim_next)(thread_id=thread_id)
+            if message is None:
+                return
+            params = turn_start_params(
+                message.lane,
+                message.text,
+                client_message_id=str(message.client_message_id),
+            )
+            try:
+                result = await self.client.request("turn/start", params)
+            except Exception as exc:
+                if self.client.is_running:
+                    await db(queued_message_mark_failed)(
+                        message=message, error=str(exc)
+                    )
+                # else: left `sending`; reconcile checks whether it arrived.
+                return
+            await db(queued_message_mark_sent)(
+                message=message, turn_id=result["turn"]["id"]
+            )
+
+    # -- commands ------------------------------------------------------------
+
+    async def command_loop(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+            except Exception as exc:  # redis restarting: retry shortly
+                log.warning("command receive failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.spawn(self.handle_command(message))
+
+    async def handle_command(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "appserver.drain":
+            await self.drain_lane(message["thread_id"])
+            return
+        reply_to = message.get("reply_to")
+        if not reply_to:
+            return
+        reply = await self.run_command(message)
+        await get_channel_layer().send(reply_to, reply)
+
+    async def run_command(self, message: dict[str, Any]) -> dict[str, Any]:
+        timeout = float(message.get("timeout") or settings.DISPATCH_RPC_TIMEOUT)
+        if message.get("type") == "appserver.status":
+            return {"ok": True, "result": self.status()}
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            return error_reply("the app-server is not ready (restarting?)")
+        assert self.client is not None
+        try:
+            result = await self.client.request(
+                message["method"], message.get("params") or {}, timeout=timeout
+            )
+        except Exception as exc:
+            return error_reply(
+                str(getattr(exc, "message", exc)), getattr(exc, "rpc_code", None)
+            )
+        return {"ok": True, "result": result}
+
+    def status(self) -> dict[str, Any]:
+        client = self.client
+        return {
+            "host": self.host,
+            "pid": os.getpid(),
+            "ready": self.ready.is_set(),
+            "app_server_pid": client.pid if client else None,
+            "app_server_version": client.version if client else None,
+            "app_server_restarts": self.app_server_restarts,
+            "ready_at": self.ready_at,
+        }
+
+    # -- heartbeat -------------------------------------------------------------
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            await self.write_heartbeat()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def write_heartbeat(self) -> None:
+        status = self.status()
+        await db(recovery.worker_lease_beat)(
+            host=self.host,
+            pid=os.getpid(),
+            app_server_pid=status["app_server_pid"] if self.ready.is_set() else None,
+            app_server_version=status["app_server_version"] or "",
+        )
+        if not self.ready.is_set():
+            return
+        path = worker_state_file(self.host)
+        payload = {**status, "heartbeat_at": timezone.now().isoformat()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, path)
+
+
+def error_reply(message: str, code: Any = None) -> dict[str, Any]:
+    return {"ok": False, "error": {"message": message, "code": code}}
+
+
+def run_worker(*, host: str) -> None:
+    asyncio.run(Worker(host=host).run())

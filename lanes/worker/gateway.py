@@ -1,0 +1,128 @@
+"""Request/reply to the worker that owns a host's app-server.
+
+Only the worker talks to `codex app-server`. Everyone else sends a command on
+the channel layer (`dispatch.appserver.<host>`) with a private reply channel
+and waits with a timeout. The channel layer is at-most-once, so anything
+that must not be lost is written to the DB before the wake-up is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from django.conf import settings
+
+from dispatchsite.core.errors import AppServerError, NotFoundError, ValidationError
+
+# channels, channels_redis and redis are imported inside the functions that
+# talk to the worker: read-only CLI calls never pay for them.
+
+DAEMON_HINT = "start it with `dispatch up` (check `dispatch daemon status`)"
+
+
+def command_channel(host: str) -> str:
+    return f"dispatch.appserver.{host}"
+
+
+class RpcFailed(AppServerError):
+    """The app-server answered a request with a JSON-RPC error."""
+
+    def __init__(self, message: str, *, rpc_code: int | None = None) -> None:
+        super().__init__(message, data={"rpc_code": rpc_code})
+        self.rpc_code = rpc_code
+
+
+# host -> monotonic time until which its lease counts as checked; spares
+# the web process a lease query on every request.
+_lease_checked_until: dict[str, float] = {}
+LEASE_RECHECK_SECONDS = 2.0
+
+
+def require_worker(host: str) -> None:
+    from lanes.models import WorkerLease
+
+    if time.monotonic() < _lease_checked_until.get(host, 0.0):
+        return
+    lease = WorkerLease.objects.filter(host=host).first()
+    if lease is None or not lease.is_fresh():
+        _lease_checked_until.pop(host, None)
+        raise AppServerError(
+            f"no dispatch worker is running for host {host!r}", hint=DAEMON_HINT
+        )
+    _lease_checked_until[host] = time.monotonic() + LEASE_RECHECK_SECONDS
+
+
+async def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    reply_to = await layer.new_channel()
+    await layer.send(command_channel(host), {**message, "reply_to": reply_to})
+    try:
+        return await asyncio.wait_for(layer.receive(reply_to), timeout)
+    except TimeoutError:
+        raise AppServerError(
+            f"the worker for host {host!r} did not answer {message.get('method')} "
+            f"within {timeout:g} s",
+            hint=DAEMON_HINT,
+        ) from None
+
+
+def call_worker(host: str, message: dict[str, Any], *, timeout: float) -> Any:
+    from asgiref.sync import async_to_sync
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    require_worker(host)
+    try:
+        reply = async_to_sync(_round_trip)(host, message, timeout)
+    except (RedisConnectionError, OSError) as exc:
+        raise AppServerError(
+            f"cannot reach the dispatch channel layer: {exc}", hint=DAEMON_HINT
+        ) from None
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        raise RpcFailed(
+            f"app-server error: {error.get('message', 'unknown error')}",
+            rpc_code=error.get("code"),
+        )
+    return reply.get("result")
+
+
+def rpc(
+    host: str, method: str, params: dict[str, Any], *, timeout: float | None = None
+) -> Any:
+    """Call an app-server method on `host` and return its result."""
+    timeout = timeout or settings.DISPATCH_RPC_TIMEOUT
+    return call_worker(
+        host,
+        {
+            "type": "appserver.rpc",
+            "method": method,
+            "params": params,
+            "timeout": timeout,
+        },
+        timeout=timeout + 2,
+    )
+
+
+def notify_worker(host: str, message: dict[str, Any]) -> None:
+    """Fire-and-forget wake-up (e.g. drain a queue); losing it is harmless."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        async_to_sync(get_channel_layer().send)(command_channel(host), message)
+    except (RedisConnectionError, OSError):
+        pass
+
+
+def classify_rpc_error(
+    exc: RpcFailed,
+) -> AppServerError | ValidationError | NotFoundError:
+    text = exc.message.lower()
+    if "not found" in text or "no rollout" in text:
+        return NotFoundError(exc.message)
+    return exc
