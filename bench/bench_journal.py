@@ -249,7 +249,7 @@ def reset_journal() -> None:
 def run_inprocess(
     *, events: list[dict[str, Any]], batch: int, index: bool, watch_thread: str
 ) -> dict[str, Any]:
-    from lanes.history import indexing
+    from lanes.journal import indexing
     from lanes.journal import writer as journal
 
     reset_journal()

@@ -7,9 +7,9 @@ The FTS index is built the way a restore would (triggers off, `rebuild`,
 triggers back via `lanes.models.index.fts_ensure`); the build time, the
 `optimize` time and the database size are reported.
 
-Queries go through `lanes.history.search.search_run`, the code behind `dispatch
-search` (ranking, lane lookup, snippets), `--limit 20`, in four buckets by
-word frequency (rare / medium / common / very common), plus two-word,
+Queries go through `lanes.history.search.run.search_run`, the code behind
+`dispatch search` (ranking, lane lookup, snippets), `--limit 20`, in four
+buckets by word frequency (rare / medium / common / very common), plus two-word,
 phrase, prefix and lane-filtered queries. The same text is written to one
 file per lane and `grep -r -l -i -w WORD` is timed for a sample of the same
 words (grep finds files, it does not rank).
@@ -176,7 +176,7 @@ def doc_frequency(word: str) -> int:
 
 
 def timed_search(query: str, **params: Any) -> tuple[float, int]:
-    from lanes.history.search import search_run
+    from lanes.history.search.run import search_run
 
     started = time.perf_counter()
     out = search_run(query=query, limit=20, host="benchhost", **params)

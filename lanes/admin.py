@@ -78,7 +78,7 @@ def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
 def send_modes() -> list[tuple[str, str]]:
     import typing
 
-    from lanes.ops.schemas import SendMode
+    from lanes.ops.messages import SendMode
 
     return [(mode, mode) for mode in typing.get_args(SendMode)]
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef
-
-from lanes.models import Lane, LaneEvent
+from lanes.models import Lane
 
 SANDBOX_POLICIES = {
     "read-only": {"type": "readOnly"},
@@ -52,26 +50,3 @@ def turn_start_params(
     if client_message_id:
         params["clientUserMessageId"] = client_message_id
     return params
-
-
-def lane_mark_turn_started(*, lane_id: int, turn_id: str) -> None:
-    """Mark busy unless the journal already saw this turn.
-
-    By the time turn/start answers, the journal may have seen the turn start,
-    end, and later turns begin (a queued message, a goal continuation); a
-    check on latest_turn_id alone would then resurrect a finished turn. One
-    conditional UPDATE keeps the check and the write atomic.
-    """
-    journaled = LaneEvent.objects.filter(
-        thread_id=OuterRef("thread_id"),
-        turn_id=turn_id,
-        method__in=("turn/started", "turn/completed"),
-    )
-    Lane.objects.filter(pk=lane_id).exclude(Exists(journaled)).update(
-        status=Lane.Status.BUSY,
-        active_turn_id=turn_id,
-        latest_turn_id=turn_id,
-        latest_turn_status="started",
-        latest_error="",
-        latest_error_at=None,
-    )

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from dispatchsite.core.errors import DispatchError
+from lanes.appserver.protocol import APPROVAL_METHODS
 from lanes.models import Lane
 
 SEND_MODES = ("send", "steer", "queue", "interject", "context")
@@ -48,6 +49,7 @@ def live(request: HttpRequest, selector: str) -> HttpResponse:
         "ref": lane.ref,
         "wsPath": f"/ws/lanes/{lane.ref}/events",
         "sendUrl": reverse("lanes:live-send", args=[lane.ref]),
+        "approvalMethods": sorted(APPROVAL_METHODS),
     }
     context: dict[str, Any] = {
         **admin.site.each_context(request),

@@ -10,7 +10,7 @@ import pytest
 
 from dispatchsite.core.errors import NotFoundError, ValidationError
 from dispatchsite.core.registry import OpContext, execute
-from lanes.history.indexing import index_messages
+from lanes.journal.indexing import index_messages
 from lanes.models import Lane
 from lanes.models.index import LaneSyncState
 from lanes.services import lane_register

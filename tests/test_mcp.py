@@ -30,7 +30,11 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from dispatchsite.core.registry import Op, OpInput, OpOutput, internal_fields, load_ops
-from dispatchsite.surfaces import mcp as dmcp
+from dispatchsite.surfaces.daemon import CachedToken, local_base_url, resolve_token
+from dispatchsite.surfaces.mcp import projection
+from dispatchsite.surfaces.mcp.client import Resolver
+from dispatchsite.surfaces.mcp.serve import require_bearer
+from dispatchsite.surfaces.mcp.server import build_server
 from tests.support.codex_env import codex_binary, write_codex_home
 from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import Stack, free_port, wait_for
@@ -49,7 +53,7 @@ def anyio_backend() -> str:
 
 
 def test_it_routes_every_registry_op_exactly_once() -> None:
-    table = dmcp.mcp_tool_table()
+    table = projection.mcp_tool_table()
 
     routed = [op_id for actions in table.values() for op_id in actions.values()]
 
@@ -58,11 +62,11 @@ def test_it_routes_every_registry_op_exactly_once() -> None:
     for tool, actions in table.items():
         for action, op_id in actions.items():
             assert load_ops()[op_id].mcp_tool == tool
-            assert dmcp.default_action(load_ops()[op_id]) == action
+            assert projection.default_action(load_ops()[op_id]) == action
 
 
 def test_it_groups_the_thread_ops_by_safety_boundary() -> None:
-    table = dmcp.mcp_tool_table()
+    table = projection.mcp_tool_table()
 
     assert {"new", "send", "stop"} <= set(table["dispatch_thread_write"])
     assert {"roster", "show"} <= set(table["dispatch_thread_read"])
@@ -70,10 +74,10 @@ def test_it_groups_the_thread_ops_by_safety_boundary() -> None:
 
 
 def test_it_builds_an_op_enum_with_one_strict_variant_per_op() -> None:
-    table = dmcp.mcp_tool_table()
+    table = projection.mcp_tool_table()
     ops = load_ops()
 
-    for tool in dmcp.build_tools():
+    for tool in projection.build_tools():
         schema = tool.input_schema
         actions = table[tool.name]
         assert schema["type"] == "object"
@@ -94,7 +98,7 @@ def test_it_builds_an_op_enum_with_one_strict_variant_per_op() -> None:
 def test_it_publishes_valid_json_schemas_that_check_calls() -> None:
     import jsonschema
 
-    tools = {t.name: t for t in dmcp.build_tools()}
+    tools = {t.name: t for t in projection.build_tools()}
     for tool in tools.values():
         jsonschema.Draft202012Validator.check_schema(tool.input_schema)
         jsonschema.Draft202012Validator.check_schema(tool.output_schema or {})
@@ -108,7 +112,7 @@ def test_it_publishes_valid_json_schemas_that_check_calls() -> None:
 
 
 def test_it_hides_internal_fields_and_cli_hints_from_schemas() -> None:
-    [write] = [t for t in dmcp.build_tools() if t.name == "dispatch_thread_write"]
+    [write] = [t for t in projection.build_tools() if t.name == "dispatch_thread_write"]
     send = next(
         v
         for v in write.input_schema["oneOf"]
@@ -129,9 +133,9 @@ def test_it_hides_internal_fields_and_cli_hints_from_schemas() -> None:
 
 def test_it_publishes_each_ops_output_schema() -> None:
     ops = load_ops()
-    table = dmcp.mcp_tool_table()
+    table = projection.mcp_tool_table()
 
-    for tool in dmcp.build_tools():
+    for tool in projection.build_tools():
         assert tool.output_schema is not None
         assert tool.output_schema["type"] == "object"
         titles = [v.get("title") for v in tool.output_schema["anyOf"]]
@@ -141,16 +145,16 @@ def test_it_publishes_each_ops_output_schema() -> None:
 
 def test_it_sets_exact_annotations() -> None:
     ops = load_ops()
-    table = dmcp.mcp_tool_table()
+    table = projection.mcp_tool_table()
 
-    for tool in dmcp.build_tools():
+    for tool in projection.build_tools():
         group = [ops[op_id] for op_id in table[tool.name].values()]
         hints = tool.annotations
         assert hints is not None
         assert hints.read_only_hint is all(op.intent == "read" for op in group)
         assert hints.destructive_hint is any(op.intent == "destroy" for op in group)
         assert hints.idempotent_hint is all(op.idempotent for op in group)
-    by_name = {t.name: t.annotations for t in dmcp.build_tools()}
+    by_name = {t.name: t.annotations for t in projection.build_tools()}
     assert by_name["dispatch_thread_read"] == types.ToolAnnotations(
         read_only_hint=True, destructive_hint=False, idempotent_hint=True
     )
@@ -183,10 +187,10 @@ def test_it_refuses_a_group_that_mixes_intents(monkeypatch: pytest.MonkeyPatch) 
         "peek": fake_op("peek", "dispatch_x", "read"),
         "wipe": fake_op("wipe", "dispatch_x", "destroy"),
     }
-    monkeypatch.setattr(dmcp, "load_ops", lambda: registry)
+    monkeypatch.setattr(projection, "load_ops", lambda: registry)
 
-    with pytest.raises(dmcp.McpProjectionError, match="mixes intents"):
-        dmcp.build_tools()
+    with pytest.raises(projection.McpProjectionError, match="mixes intents"):
+        projection.build_tools()
 
 
 def test_it_refuses_two_ops_behind_one_action(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,10 +198,10 @@ def test_it_refuses_two_ops_behind_one_action(monkeypatch: pytest.MonkeyPatch) -
         "a": fake_op("a", "dispatch_x", "read", action="get"),
         "b": fake_op("b", "dispatch_x", "read", action="get"),
     }
-    monkeypatch.setattr(dmcp, "load_ops", lambda: registry)
+    monkeypatch.setattr(projection, "load_ops", lambda: registry)
 
-    with pytest.raises(dmcp.McpProjectionError, match="'get' names both"):
-        dmcp.mcp_tool_table()
+    with pytest.raises(projection.McpProjectionError, match="'get' names both"):
+        projection.mcp_tool_table()
 
 
 def test_it_keeps_same_named_models_of_different_ops_apart() -> None:
@@ -215,7 +219,7 @@ def test_it_keeps_same_named_models_of_different_ops_apart() -> None:
     ops["a"] = Op(**{**vars(ops["a"]), "input": with_item(int)})
     ops["b"] = Op(**{**vars(ops["b"]), "input": with_item(str)})
 
-    schema = dmcp.tool_input_schema(ops)
+    schema = projection.tool_input_schema(ops)
 
     assert set(schema["$defs"]) == {"Item", "b.Item"}
     validator = jsonschema.Draft202012Validator(schema)
@@ -241,9 +245,9 @@ Handler = Callable[[httpx2.Request], httpx2.Response]
 
 @asynccontextmanager
 async def stub_session(
-    handler: Handler, *, token: dmcp.Resolver = "tok", **kwargs: Any
+    handler: Handler, *, token: Resolver = "tok", **kwargs: Any
 ) -> AsyncIterator[Client]:
-    server = dmcp.build_server(
+    server = build_server(
         "http://dispatch.test", token, transport=httpx2.MockTransport(handler), **kwargs
     )
     async with Client(server) as client:
@@ -397,7 +401,7 @@ async def test_it_sends_the_calling_thread_as_a_header(
 
 @pytest.mark.anyio
 async def test_it_says_dispatch_up_when_no_daemon_is_known() -> None:
-    server = dmcp.build_server(lambda: None, "tok")
+    server = build_server(lambda: None, "tok")
 
     async with Client(server) as client:
         result = await client.call_tool("dispatch_daemon_read", {"op": "status"})
@@ -411,7 +415,7 @@ async def test_it_says_dispatch_up_when_no_daemon_is_known() -> None:
 
 @pytest.mark.anyio
 async def test_it_says_dispatch_up_when_the_daemon_refuses_connections() -> None:
-    server = dmcp.build_server(f"http://127.0.0.1:{free_port()}", "tok")
+    server = build_server(f"http://127.0.0.1:{free_port()}", "tok")
 
     async with Client(server) as client:
         began = time.monotonic()
@@ -453,7 +457,7 @@ async def test_it_renews_a_refused_local_token_once() -> None:
             return httpx2.Response(200, json=STATUS)
         return rest_error(401, "unauthorized", 7)
 
-    async with stub_session(handler, token=dmcp.CachedToken(resolve)) as client:
+    async with stub_session(handler, token=CachedToken(resolve)) as client:
         first = await client.call_tool("dispatch_daemon_read", {"op": "status"})
         second = await client.call_tool("dispatch_daemon_read", {"op": "status"})
 
@@ -469,7 +473,7 @@ async def test_it_guards_http_with_the_current_token() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    app = dmcp.require_bearer(inner, lambda: current[0])
+    app = require_bearer(inner, lambda: current[0])
     transport = httpx2.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
         anonymous = await http.post("/mcp")
@@ -493,12 +497,12 @@ def test_it_prefers_dispatch_url_over_the_supervisor_state(
     (tmp_path / "supervisor.json").write_text(json.dumps({"url": "http://127.0.0.1:1"}))
     monkeypatch.delenv("DISPATCH_URL", raising=False)
 
-    assert dmcp.local_base_url() == "http://127.0.0.1:1"
+    assert local_base_url() == "http://127.0.0.1:1"
     monkeypatch.setenv("DISPATCH_URL", "http://example.test:9")
-    assert dmcp.local_base_url() == "http://example.test:9"
+    assert local_base_url() == "http://example.test:9"
     monkeypatch.delenv("DISPATCH_URL")
     (tmp_path / "supervisor.json").unlink()
-    assert dmcp.local_base_url() is None
+    assert local_base_url() is None
 
 
 @pytest.fixture
@@ -508,7 +512,7 @@ def token_home(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -
     settings.DISPATCH_RUN_DIR = run
     monkeypatch.delenv("DISPATCH_TOKEN", raising=False)
     # The test database is in memory; there is no file to look for.
-    monkeypatch.setattr(dmcp, "_local_db_ready", lambda: True)
+    monkeypatch.setattr("dispatchsite.surfaces.daemon._local_db_ready", lambda: True)
     return run
 
 
@@ -517,8 +521,8 @@ def test_it_bootstraps_one_local_token(token_home: Path) -> None:
     from lanes.models import ApiToken
     from lanes.tokens import api_token_authenticate
 
-    first = dmcp.resolve_token()
-    again = dmcp.resolve_token()
+    first = resolve_token()
+    again = resolve_token()
 
     assert first and first == again
     path = token_home / "mcp-token"
@@ -533,10 +537,10 @@ def test_it_bootstraps_one_local_token(token_home: Path) -> None:
 def test_it_replaces_a_refused_or_lost_local_token(token_home: Path) -> None:
     from lanes.tokens import api_token_authenticate
 
-    first = dmcp.resolve_token()
-    renewed = dmcp.resolve_token(rejected=first)
+    first = resolve_token()
+    renewed = resolve_token(rejected=first)
     (token_home / "mcp-token").unlink()
-    after_loss = dmcp.resolve_token()
+    after_loss = resolve_token()
 
     assert first and renewed and after_loss
     assert len({first, renewed, after_loss}) == 3
@@ -550,8 +554,8 @@ def test_it_prefers_dispatch_token(
 ) -> None:
     monkeypatch.setenv("DISPATCH_TOKEN", "dsp_from_env")
 
-    assert dmcp.resolve_token() == "dsp_from_env"
-    assert dmcp.resolve_token(rejected="dsp_from_env") == "dsp_from_env"
+    assert resolve_token() == "dsp_from_env"
+    assert resolve_token(rejected="dsp_from_env") == "dsp_from_env"
     assert not (token_home / "mcp-token").exists()
 
 
@@ -565,7 +569,7 @@ def test_it_does_not_create_a_database_to_bootstrap(
     monkeypatch.setitem(settings.DATABASES["default"], "NAME", missing)
     monkeypatch.delenv("DISPATCH_TOKEN", raising=False)
 
-    assert dmcp.resolve_token() is None
+    assert resolve_token() is None
     assert not missing.exists()
 
 
@@ -671,7 +675,7 @@ async def test_it_drives_a_lane_lifecycle_over_stdio(daemon: Daemon) -> None:
         )
         roster = await client.call_tool("dispatch_thread_read", {"op": "roster"})
 
-    assert set(listed) == set(dmcp.mcp_tool_table())
+    assert set(listed) == set(projection.mcp_tool_table())
     hints = {
         name: (a.read_only_hint, a.destructive_hint, a.idempotent_hint)
         for name, tool in listed.items()
@@ -813,7 +817,7 @@ async def test_it_serves_streamable_http_behind_the_same_token(daemon: Daemon) -
 
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"
-    assert names == set(dmcp.mcp_tool_table())
+    assert names == set(projection.mcp_tool_table())
     assert status.is_error is False
     assert status.structured_content is not None
     assert "lanes" in status.structured_content
@@ -893,11 +897,11 @@ def test_it_lets_a_codex_model_call_dispatch_tools(daemon: Daemon) -> None:
         for t in first["body"]["tools"]
         if t.get("type") == "namespace" and t.get("name") == "mcp__dispatch"
     ]
-    assert {t["name"] for t in namespace["tools"]} == set(dmcp.mcp_tool_table())
+    assert {t["name"] for t in namespace["tools"]} == set(projection.mcp_tool_table())
     [daemon_read] = [
         t for t in namespace["tools"] if t["name"] == "dispatch_daemon_read"
     ]
-    actions = list(dmcp.mcp_tool_table()["dispatch_daemon_read"])
+    actions = list(projection.mcp_tool_table()["dispatch_daemon_read"])
     assert daemon_read["parameters"]["properties"]["op"]["enum"] == actions
     outputs = [
         item

@@ -6,7 +6,6 @@ A new op that a surface misses fails here, naming the op and the surface.
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections import defaultdict
 from typing import Any
 
@@ -145,19 +144,8 @@ def test_it_gives_each_rest_route_to_one_op() -> None:
 # -- MCP ----------------------------------------------------------------------
 
 
-def mcp_importable() -> bool:
-    try:
-        importlib.import_module("dispatchsite.surfaces.mcp")
-    except ImportError:
-        return False
-    return True
-
-
-MCP_IMPORTABLE = mcp_importable()
-
-
 def mcp_table() -> dict[str, dict[str, str]]:
-    from dispatchsite.surfaces.mcp import mcp_tool_table
+    from dispatchsite.surfaces.mcp.projection import mcp_tool_table
 
     return mcp_tool_table()
 
@@ -177,10 +165,6 @@ def test_it_never_mixes_intents_in_one_mcp_tool() -> None:
     assert not mixed, f"MCP tools mixing intents: {mixed}"
 
 
-# TODO(lead): drop the skipif once dispatchsite/surfaces/mcp.py has landed.
-@pytest.mark.skipif(
-    not MCP_IMPORTABLE, reason="dispatchsite.surfaces.mcp not written yet"
-)
 def test_it_routes_every_op_through_exactly_one_mcp_action() -> None:
     table = mcp_table()
     routed = [op_id for actions in table.values() for op_id in actions.values()]

@@ -11,8 +11,10 @@ import pytest
 
 from dispatchsite.core.errors import ValidationError
 from dispatchsite.core.registry import OpContext, execute
-from lanes.history.indexing import index_messages
-from lanes.history.search import fts5_match, query_parse, snippet, tsquery_text
+from lanes.history.search.dialects import fts5_match, tsquery_text
+from lanes.history.search.query import query_parse
+from lanes.history.search.snippets import snippet
+from lanes.journal.indexing import index_messages
 from lanes.models import Lane
 from lanes.models.index import LaneItem
 from lanes.services import lane_register
@@ -373,9 +375,9 @@ def test_it_asks_codex_for_threads_it_does_not_manage(
 def test_it_ranks_a_very_common_term_among_its_newest_matches(
     db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lanes.history import search as search_module
+    from lanes.history.search import dialects
 
-    monkeypatch.setattr(search_module, "RANK_WINDOW", 3)
+    monkeypatch.setattr(dialects, "RANK_WINDOW", 3)
     lane = make_lane("common", "/tmp")
     # The oldest item mentions the word most often: outside the window.
     say(lane.thread_id, "old", "kiwi kiwi kiwi kiwi")

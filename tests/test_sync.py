@@ -17,8 +17,8 @@ import pytest
 from django.utils import timezone
 
 from dispatchsite.core.errors import CapabilityUnavailableError, LaneBusyError
-from lanes.history.indexing import index_messages
 from lanes.history.sync import lane_sync, sync_run
+from lanes.journal.indexing import index_messages
 from lanes.models import Lane
 from lanes.models.index import LaneItem, LaneSyncState, LaneTurn
 from lanes.services import lane_register

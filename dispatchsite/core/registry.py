@@ -2,14 +2,15 @@
 
 An op is id + summary + intent + idempotent flag + input/output schemas +
 handler. The CLI, the REST API and the MCP tools are generated from this
-table; a parity test keeps them equal.
+table; a parity test keeps them equal. An app declares an op by decorating its
+handler with `define_op` in a module of its `ops` package.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +41,10 @@ class OpContext:
     actor: str = ""
 
 
+Handler = Callable[[Any, OpContext], Any]
+H = TypeVar("H", bound=Handler)
+
+
 @dataclass(frozen=True)
 class Op:
     id: str
@@ -48,7 +53,7 @@ class Op:
     idempotent: bool
     input: type[OpInput]
     output: type[BaseModel]
-    handler: Callable[[Any, OpContext], Any]
+    handler: Handler
     # CLI spelling: "send", "goal set", or a composed "list --unmanaged".
     cli: str
     positionals: tuple[str, ...] = ()
@@ -56,7 +61,6 @@ class Op:
     http: tuple[str, str] = ("POST", "")
     mcp_tool: str = ""
     mcp_action: str = ""
-    examples: tuple[dict[str, Any], ...] = field(default=())
 
     @property
     def cli_words(self) -> list[str]:
@@ -78,14 +82,48 @@ class Op:
 REGISTRY: dict[str, Op] = {}
 
 
-def define_op(**kwargs: Any) -> Op:
-    op = Op(**kwargs)
-    if op.id in REGISTRY:
-        raise RuntimeError(f"op {op.id!r} defined twice")
-    if not op.mcp_tool:
-        raise RuntimeError(f"op {op.id!r} has no MCP tool group")
-    REGISTRY[op.id] = op
-    return op
+def define_op(
+    *,
+    id: str,
+    summary: str,
+    intent: Intent,
+    idempotent: bool,
+    input: type[OpInput],
+    output: type[BaseModel],
+    cli: str,
+    positionals: tuple[str, ...] = (),
+    http: tuple[str, str],
+    mcp_tool: str,
+    mcp_action: str = "",
+) -> Callable[[H], H]:
+    """Register the decorated function as the handler of one op.
+
+    The function is returned unchanged, so it stays callable on its own.
+    `idempotent` has no default: writes and destroys differ case by case.
+    """
+
+    def register(handler: H) -> H:
+        if id in REGISTRY:
+            raise RuntimeError(f"op {id!r} defined twice")
+        if not mcp_tool:
+            raise RuntimeError(f"op {id!r} has no MCP tool group")
+        REGISTRY[id] = Op(
+            id=id,
+            summary=summary,
+            intent=intent,
+            idempotent=idempotent,
+            input=input,
+            output=output,
+            handler=handler,
+            cli=cli,
+            positionals=positionals,
+            http=http,
+            mcp_tool=mcp_tool,
+            mcp_action=mcp_action,
+        )
+        return handler
+
+    return register
 
 
 def load_ops() -> dict[str, Op]:

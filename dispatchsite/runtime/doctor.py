@@ -339,7 +339,7 @@ def _check_redis() -> dict[str, Any]:
 
 
 def _check_daemon() -> dict[str, Any]:
-    from dispatchsite.runtime.lifecycle import stack_status
+    from dispatchsite.runtime.status import stack_status
 
     status = stack_status()
     data = {

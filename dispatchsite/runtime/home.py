@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,11 @@ def ensure_home() -> None:
             hint=WRITABLE_FIX,
             data={"dispatch_home": str(home)},
         ) from None
+
+
+def now_iso() -> str:
+    """The timestamp format of the run/ state files."""
+    return datetime.now(UTC).isoformat()
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, mode: int = 0o600) -> None:

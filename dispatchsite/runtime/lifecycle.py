@@ -1,4 +1,4 @@
-"""`dispatch up`, `down` and the daemon part of `daemon status`.
+"""`dispatch up` and `down`; `daemon status` reads what they leave (status.py).
 
 The supervisor is a detached `dispatch supervise --home H` process. It is
 found through run/supervisor.pid, and a pid is only trusted (or signalled)
@@ -26,23 +26,25 @@ from django.conf import settings
 
 from dispatchsite.core.errors import DispatchError, ValidationError
 from dispatchsite.runtime import home
+from dispatchsite.runtime.beat import beat_entries_ensure
+from dispatchsite.runtime.processes import (
+    STOP_GRACE_S,
+    same_process,
+    stop_verified,
+    wait_vanished,
+)
 from dispatchsite.runtime.redis import (
     check_socket_path,
     find_redis_server,
     redis_reachable,
 )
-from dispatchsite.runtime.supervisor import (
-    STARTUP_TIMEOUT_S,
-    STOP_GRACE_S,
-    Supervisor,
-    is_our_supervisor,
-    log_tail,
-    pid_alive,
-    read_supervisor_pid,
-    same_process,
-    stop_verified,
-    supervise_argv,
-    wait_vanished,
+from dispatchsite.runtime.stack import STARTUP_TIMEOUT_S, log_tail, supervise_argv
+from dispatchsite.runtime.status import (
+    read_state,
+    running_supervisor_pid,
+    startup_failure_error,
+    supervisor_alive,
+    up_result,
 )
 
 DEFAULT_PORT = 8321
@@ -67,7 +69,7 @@ def stack_up(
     with _up_lock():
         pid = running_supervisor_pid()
         if pid is not None:
-            return up_result("already_running", pid=pid, state=_state())
+            return up_result("already_running", pid=pid, state=read_state())
         _reap_stale()
         port = preflight(port=port)
         migrate_database()
@@ -146,8 +148,6 @@ def resolve_port(port: int) -> int:
 def migrate_database() -> None:
     from django.core.management import call_command
 
-    from lanes.journal.retention import journal_schedule_ensure
-
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except Exception as exc:
@@ -155,8 +155,8 @@ def migrate_database() -> None:
             f"cannot migrate the database: {exc}",
             hint="run `dispatch doctor`; `dispatch registry migrate` backs up first",
         ) from exc
-    # Celery beat (started next) compacts and prunes the journal on schedule.
-    journal_schedule_ensure()
+    # Celery beat (started next) runs what the apps scheduled (journal upkeep).
+    beat_entries_ensure()
 
 
 def _wait_ready(
@@ -167,12 +167,12 @@ def _wait_ready(
     deadline = time.monotonic() + timeout + DOWN_TIMEOUT_S
     while time.monotonic() < deadline:
         code = proc.poll()
-        state = _state()
+        state = read_state()
         if code is not None:
             failure = (state or {}).get("failure")
             if state and state.get("pid") == proc.pid and failure:
                 home.unlink_quietly(home.state_file())
-                raise Supervisor.failure_error(failure)
+                raise startup_failure_error(failure)
             tail = log_tail(log, offset=log_offset)
             raise DispatchError(
                 f"the supervisor exited with {code}: "
@@ -194,22 +194,6 @@ def _wait_ready(
         f"the supervisor did not report ready or failed within {timeout:g}s",
         hint=f"see {log}",
     )
-
-
-def up_result(status: str, *, pid: int, state: dict[str, Any] | None) -> dict[str, Any]:
-    state = state or {}
-    return {
-        "status": status,
-        "started": status == "started",
-        "url": state.get("url"),
-        "pid": pid,
-        "pidfile": str(home.supervisor_pidfile()),
-        "state_file": str(home.state_file()),
-        "log_dir": str(home.log_dir()),
-        "redis": {"url": state.get("redis_url"), "private": state.get("redis_private")},
-        "components": _components(state),
-        "app_server": _app_server(state),
-    }
 
 
 @contextmanager
@@ -256,7 +240,7 @@ def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
     if not home.run_dir().is_dir():
         return result
     pid = running_supervisor_pid()
-    state = _state()
+    state = read_state()
     recorded = _recorded_processes(state)
     if pid is None:
         # A supervisor killed with -9 leaves its children running.
@@ -265,11 +249,11 @@ def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
         return result
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _is_supervisor(pid):
+    while time.monotonic() < deadline and supervisor_alive(pid):
         time.sleep(0.05)
-    if _is_supervisor(pid):
+    if supervisor_alive(pid):
         os.kill(pid, signal.SIGKILL)
-        while _is_supervisor(pid) and time.monotonic() < deadline + 2:
+        while supervisor_alive(pid) and time.monotonic() < deadline + 2:
             time.sleep(0.05)
     # The supervisor stops its children; this catches any it could not.
     _stop_recorded(recorded)
@@ -279,17 +263,6 @@ def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
     _remove_stale_files()
     result.update(status="stopped", stopped=True, pids=pids)
     return result
-
-
-def running_supervisor_pid() -> int | None:
-    pid = read_supervisor_pid()
-    if pid is not None and _is_supervisor(pid):
-        return pid
-    return None
-
-
-def _is_supervisor(pid: int) -> bool:
-    return pid_alive(pid) and is_our_supervisor(pid)
 
 
 def _recorded_processes(state: dict[str, Any] | None) -> list[tuple[int, str | None]]:
@@ -317,7 +290,7 @@ def _stop_recorded(recorded: list[tuple[int, str | None]]) -> list[int]:
 
 def _reap_stale() -> None:
     """Clean up after a supervisor that died without its shutdown (kill -9)."""
-    _stop_recorded(_recorded_processes(_state()))
+    _stop_recorded(_recorded_processes(read_state()))
     _remove_stale_files()
 
 
@@ -328,73 +301,3 @@ def _remove_stale_files() -> None:
     home.unlink_quietly(home.state_file())
     if settings.DISPATCH_REDIS_PRIVATE:
         home.unlink_quietly(home.redis_socket_path())
-
-
-# -- status -------------------------------------------------------------------
-
-
-def stack_status() -> dict[str, Any]:
-    """The daemon's processes as plain data; reads files, changes nothing."""
-    pid = running_supervisor_pid()
-    state = _state() if pid is not None else None
-    if state is not None and state.get("pid") != pid:
-        state = None
-    stale_pid = read_supervisor_pid() if pid is None else None
-    return {
-        "running": pid is not None,
-        "pid": pid,
-        "url": (state or {}).get("url"),
-        "port": (state or {}).get("port"),
-        "phase": (state or {}).get("phase"),
-        "started_at": (state or {}).get("started_at"),
-        "pidfile": str(home.supervisor_pidfile()),
-        "stale_pidfile": stale_pid is not None,
-        "log_dir": str(home.log_dir()),
-        "redis": {
-            "url": settings.REDIS_URL,
-            "private": settings.DISPATCH_REDIS_PRIVATE,
-        },
-        "components": _components(state or {}),
-        "app_server": _app_server(state or {}) if pid is not None else None,
-    }
-
-
-def _state() -> dict[str, Any] | None:
-    return home.read_json(home.state_file())
-
-
-def _components(state: dict[str, Any]) -> dict[str, Any]:
-    components = {}
-    for name, info in (state.get("components") or {}).items():
-        components[name] = {
-            key: info.get(key)
-            for key in (
-                "pid",
-                "status",
-                "restarts",
-                "last_exit",
-                "started_at",
-                "ready_at",
-                "log",
-            )
-        }
-    return components
-
-
-def _app_server(state: dict[str, Any]) -> dict[str, Any] | None:
-    host = state.get("host") or settings.DISPATCH_HOST
-    worker_pid = ((state.get("components") or {}).get("worker") or {}).get("pid")
-    worker = home.read_json(home.worker_state_file(host)) or {}
-    if worker_pid is None or worker.get("pid") != worker_pid:
-        worker = {}
-    recorded = state.get("app_server") or {}
-    pid = worker.get("app_server_pid", recorded.get("pid"))
-    if pid is None:
-        return None
-    return {
-        "pid": pid,
-        "version": worker.get("app_server_version", recorded.get("version")),
-        "worker_pid": worker.get("pid", recorded.get("worker_pid")),
-        "ready_at": worker.get("ready_at"),
-        "heartbeat_at": worker.get("heartbeat_at"),
-    }

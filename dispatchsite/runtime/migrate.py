@@ -100,7 +100,7 @@ def registry_migrate(*, backup: bool, allow_running: bool) -> dict[str, Any]:
     from django.core.management import call_command
 
     from dispatchsite.runtime import home
-    from dispatchsite.runtime.lifecycle import running_supervisor_pid
+    from dispatchsite.runtime.status import running_supervisor_pid
 
     running = running_supervisor_pid() is not None
     result: dict[str, Any] = {

@@ -28,6 +28,18 @@ class StatusOut(OpOutput):
     daemon: dict[str, Any]
 
 
+@define_op(
+    id="status",
+    summary="daemon components and lane counts",
+    intent="read",
+    idempotent=True,
+    input=NoInput,
+    output=StatusOut,
+    cli="daemon status",
+    http=("GET", "/daemon/status"),
+    mcp_tool=DAEMON_READ,
+    mcp_action="status",
+)
 def status(data: NoInput, ctx: OpContext) -> dict[str, Any]:
     from lanes.models import Lane
 
@@ -35,7 +47,7 @@ def status(data: NoInput, ctx: OpContext) -> dict[str, Any]:
     for value in Lane.objects.values_list("status", flat=True):
         counts[value] = counts.get(value, 0) + 1
     try:
-        from dispatchsite.runtime.lifecycle import stack_status
+        from dispatchsite.runtime.status import stack_status
 
         daemon = stack_status()
     except ImportError:
@@ -54,21 +66,6 @@ def status(data: NoInput, ctx: OpContext) -> dict[str, Any]:
     }
 
 
-define_op(
-    id="status",
-    summary="daemon components and lane counts",
-    intent="read",
-    idempotent=True,
-    input=NoInput,
-    output=StatusOut,
-    handler=status,
-    cli="daemon status",
-    http=("GET", "/daemon/status"),
-    mcp_tool=DAEMON_READ,
-    mcp_action="status",
-)
-
-
 class LogIn(OpInput):
     limit: int = Field(20, ge=1, le=1000, description="most recent entries")
 
@@ -77,22 +74,19 @@ class LogOut(OpOutput):
     actions: list[dict[str, Any]]
 
 
-def audit_log(data: LogIn, ctx: OpContext) -> dict[str, Any]:
-    from lanes.models import AuditEntry
-
-    return {"actions": [e.as_dict() for e in AuditEntry.objects.all()[: data.limit]]}
-
-
-define_op(
+@define_op(
     id="log",
     summary="the audit log of write ops and trigger firings",
     intent="read",
     idempotent=True,
     input=LogIn,
     output=LogOut,
-    handler=audit_log,
     cli="daemon log",
     http=("GET", "/daemon/log"),
     mcp_tool=DAEMON_READ,
     mcp_action="log",
 )
+def audit_log(data: LogIn, ctx: OpContext) -> dict[str, Any]:
+    from lanes.models import AuditEntry
+
+    return {"actions": [e.as_dict() for e in AuditEntry.objects.all()[: data.limit]]}

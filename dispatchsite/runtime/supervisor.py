@@ -1,11 +1,10 @@
 """The supervisor behind `dispatch up`: runs and restarts the stack's processes.
 
-Components, in start order: redis (only when private), web (daphne), worker
-(the app-server owner) and celery (worker with embedded beat). Each child runs
-in its own session, so its process group id is its pid and one killpg()
-reaches its grandchildren too (celery's beat process, the worker's codex
-app-server). State goes to run/supervisor.json, rewritten atomically, for
-`up`, `down` and `daemon status` to read.
+It runs the children that stack.py specifies. Each child runs in its own
+session, so its process group id is its pid and one killpg() reaches its
+grandchildren too (celery's beat process, the worker's codex app-server).
+State goes to run/supervisor.json, rewritten atomically, for `up`, `down` and
+`daemon status` to read (status.py).
 """
 
 from __future__ import annotations
@@ -19,402 +18,44 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from django.conf import settings
 
-from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.errors import DispatchError, ValidationError
 from dispatchsite.runtime import home
-from dispatchsite.runtime.redis import (
-    find_redis_server,
-    ping_socket,
-    private_redis_argv,
+from dispatchsite.runtime.home import now_iso
+from dispatchsite.runtime.processes import (
+    STOP_GRACE_S,
+    group_alive,
+    pid_alive,
+    proc_start_token,
+    stop_verified,
+)
+from dispatchsite.runtime.stack import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    BACKOFF_RESET_AFTER_S,
+    STARTUP_TIMEOUT_S,
+    STATUS_DOWN,
+    STATUS_STARTING,
+    STATUS_UP,
+    Child,
+    build_children,
+    log_tail,
+)
+from dispatchsite.runtime.status import (
+    read_supervisor_pid,
+    startup_failure_error,
+    up_result,
 )
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 10.0
-# A child that stayed up this long crashed for a new reason: restart it fast.
-BACKOFF_RESET_AFTER_S = 30.0
-STOP_GRACE_S = 5.0
-STARTUP_TIMEOUT_S = 30.0
 TICK_S = 0.1
 STATE_REFRESH_S = 2.0
-TAIL_LINES = 20
-
-STATUS_STARTING = "starting"
-STATUS_UP = "up"
-STATUS_DOWN = "down"
-
-
-# -- process identity ---------------------------------------------------------
-#
-# A pid alone is not an identity: after a reboot or a wrap-around it may name
-# someone else's process. Everything we signal is first matched against the
-# start time recorded when we spawned (or first saw) it.
-
-
-# Without procfs (macOS) ps(1) answers the same two questions, more slowly.
-HAS_PROCFS = os.path.exists("/proc/self/stat")
-
-
-def proc_start_token(pid: int) -> str | None:
-    """Kernel start time of `pid`, or None if it is gone or a zombie."""
-    if not HAS_PROCFS:
-        return _ps_start_token(pid)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # comm (field 2) may contain spaces and parens; fields resume after ")".
-    fields = stat[stat.rfind(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
-
-
-def proc_cmdline(pid: int) -> list[str]:
-    if not HAS_PROCFS:
-        return _ps_command(pid)
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def pid_alive(pid: int | None) -> bool:
-    return pid is not None and pid > 0 and proc_start_token(pid) is not None
-
-
-def same_process(pid: int | None, token: str | None) -> bool:
-    if pid is None or pid <= 0 or token is None:
-        return False
-    return proc_start_token(pid) == token
-
-
-def kill_verified(pid: int | None, token: str | None, sig: int) -> bool:
-    """Send `sig` only if `pid` is still the process we recorded."""
-    if pid is None or not same_process(pid, token):
-        return False
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_verified(pid: int | None, token: str | None, *, grace: float) -> None:
-    """SIGTERM, wait up to `grace`, SIGKILL; only ever our recorded process."""
-    if pid is None or not kill_verified(pid, token, signal.SIGTERM):
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and same_process(pid, token):
-        time.sleep(0.05)
-    kill_verified(pid, token, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
-    while same_process(pid, token) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # Never our own child, so its zombie is init's to reap; give it a moment
-    # so "stopped" means gone from the process table.
-    wait_vanished([pid], timeout=1.0)
-
-
-def wait_vanished(pids: list[int], *, timeout: float) -> bool:
-    """Wait until no process (zombies included) has any of `pids`.
-
-    A dead process lingers as a zombie until its parent reaps it; for our
-    orphans that parent is init, which may take a moment.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = []
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass
-            remaining.append(pid)
-        if not remaining or time.monotonic() >= deadline:
-            return not remaining
-        pids = remaining
-        time.sleep(0.05)
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _ps_start_token(pid: int) -> str | None:
-    # Fallback for systems without procfs (macOS).
-    out = subprocess.run(
-        ["ps", "-o", "state=,lstart=", "-p", str(pid)],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    if not out or out.startswith("Z"):
-        return None
-    return out.split(None, 1)[-1]
-
-
-def _ps_command(pid: int) -> list[str]:
-    out = subprocess.run(
-        ["ps", "-ww", "-o", "command=", "-p", str(pid)],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return out.split()
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def dispatch_argv(*words: str) -> list[str]:
-    """How children and the detached supervisor run the dispatch CLI."""
-    return [sys.executable, "-m", "dispatchsite.cli", *words]
-
-
-def supervise_argv(
-    *, port: int, startup_timeout: float = STARTUP_TIMEOUT_S, foreground: bool = False
-) -> list[str]:
-    # --home is how `down` tells our supervisor from any other process that
-    # happens to hold the pid in the pidfile. This module's own entry point
-    # is `dispatch supervise` minus the full CLI (op registry, every app's
-    # imports), which costs seconds on a busy machine and is not needed here.
-    argv = [
-        sys.executable,
-        "-m",
-        "dispatchsite.runtime.supervisor",
-        "supervise",
-        "--home",
-        str(home.home_dir()),
-        "--port",
-        str(port),
-        "--startup-timeout",
-        f"{startup_timeout:g}",
-    ]
-    if foreground:
-        argv.append("--foreground")
-    return argv
-
-
-def is_our_supervisor(pid: int) -> bool:
-    """True only if `pid` runs `... supervise --home <this DISPATCH_HOME>`."""
-    argv = proc_cmdline(pid)
-    if "supervise" not in argv or "--home" not in argv:
-        return False
-    index = argv.index("--home")
-    return index + 1 < len(argv) and argv[index + 1] == str(home.home_dir())
-
-
-def read_supervisor_pid() -> int | None:
-    try:
-        text = home.supervisor_pidfile().read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def log_tail(path: Path, *, offset: int = 0, lines: int = TAIL_LINES) -> list[str]:
-    """The last lines written to `path` since `offset`."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
-        return []
-    text = data[-64 * 1024 :].decode(errors="replace")
-    return [line for line in text.splitlines() if line.strip()][-lines:]
-
-
-# -- components ---------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Child:
-    name: str
-    argv: list[str]
-    probe: Callable[[Child], bool]
-    after: tuple[str, ...] = ()
-    proc: subprocess.Popen[bytes] | None = None
-    pid_token: str | None = None
-    status: str = STATUS_DOWN
-    spawns: int = 0
-    last_exit: int | None = None
-    started_at: str | None = None
-    ready_at: str | None = None
-    started_mono: float = 0.0
-    backoff: float = BACKOFF_MIN_S
-    next_start: float = 0.0
-    log_offset: int = 0
-    log: Path = field(default_factory=Path)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def restarts(self) -> int:
-        return max(self.spawns - 1, 0)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self.pid,
-            "pid_start": self.pid_token,
-            "status": self.status,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            "started_at": self.started_at,
-            "ready_at": self.ready_at,
-            "log": str(self.log),
-            "log_offset": self.log_offset,
-        }
-
-
-def _probe_redis(child: Child) -> bool:
-    return ping_socket(home.redis_socket_path(), timeout=0.3)
-
-
-def _web_probe(port: int) -> Callable[[Child], bool]:
-    url = f"http://127.0.0.1:{port}/healthz"
-
-    def probe(child: Child) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-    return probe
-
-
-def _worker_probe(host: str) -> Callable[[Child], bool]:
-    path = home.worker_state_file(host)
-
-    def probe(child: Child) -> bool:
-        # The worker writes this once its app-server answered `initialize`;
-        # the pid check ignores a file left by a previous (killed) worker.
-        data = home.read_json(path)
-        return bool(data and data.get("pid") == child.pid and data.get("ready_at"))
-
-    return probe
-
-
-def _celery_probe(host: str) -> Callable[[Child], bool]:
-    path = home.celery_state_file(host)
-
-    def probe(child: Child) -> bool:
-        # Written from celery's worker_ready signal (see below), which fires
-        # only once the broker connection is up; merely being alive is not
-        # enough because a bad broker URL fails a few seconds into startup.
-        data = home.read_json(path)
-        return bool(data and data.get("pid") == child.pid and data.get("ready_at"))
-
-    return probe
-
-
-def _mark_celery_ready(sender: Any = None, **kwargs: Any) -> None:
-    home.write_json_atomic(
-        home.celery_state_file(settings.DISPATCH_HOST),
-        {"pid": os.getpid(), "ready_at": now_iso()},
-    )
-
-
-def _connect_celery_ready() -> None:
-    # The celery child imports this module through `--include`; connecting
-    # in any other process is harmless since worker_ready never fires there.
-    from celery.signals import worker_ready
-
-    worker_ready.connect(
-        _mark_celery_ready, weak=False, dispatch_uid="dispatch-celery-ready"
-    )
-
-
-_connect_celery_ready()
-
-
-def web_argv(
-    *, port: int, ping_interval: int | None = None, ping_timeout: int | None = None
-) -> list[str]:
-    """daphne serving dispatch; pings as daphne's defaults unless given."""
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-    if ping_interval is not None:
-        argv += ["--ping-interval", str(ping_interval)]
-    if ping_timeout is not None:
-        argv += ["--ping-timeout", str(ping_timeout)]
-    return [*argv, "dispatchsite.asgi:application"]
-
-
-def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
-    children = []
-    after: tuple[str, ...] = ()
-    if private_redis:
-        argv = private_redis_argv(
-            binary=find_redis_server(), socket_path=home.redis_socket_path()
-        )
-        children.append(Child(name="redis", argv=argv, probe=_probe_redis))
-        after = ("redis",)
-    web = web_argv(
-        port=port,
-        ping_interval=settings.DISPATCH_WS_PING_INTERVAL,
-        ping_timeout=settings.DISPATCH_WS_PING_TIMEOUT,
-    )
-    celery = [
-        sys.executable,
-        "-m",
-        "celery",
-        # Broker and result backend come from settings (CELERY_*).
-        "-A",
-        "dispatchsite.celery",
-        "worker",
-        "-B",
-        "--pool=solo",
-        "--concurrency=1",
-        "--loglevel=WARNING",
-        "--hostname",
-        f"dispatch@{host}",
-        # Settings name it too; explicit here so a stale env can't swap in
-        # the file-based scheduler and fork the trigger schedule.
-        "--scheduler",
-        "django_celery_beat.schedulers:DatabaseScheduler",
-        "-s",
-        str(home.celerybeat_schedule_file()),
-        "--without-mingle",
-        "--without-gossip",
-        "--include",
-        "dispatchsite.runtime.supervisor",
-    ]
-    children += [
-        Child(name="web", argv=web, probe=_web_probe(port), after=after),
-        Child(
-            name="worker",
-            argv=dispatch_argv("worker", "--host", host),
-            probe=_worker_probe(host),
-            after=after,
-        ),
-        Child(name="celery", argv=celery, probe=_celery_probe(host), after=after),
-    ]
-    for child in children:
-        child.log = home.log_file(child.name)
-    return children
 
 
 # -- the supervisor -----------------------------------------------------------
@@ -474,7 +115,7 @@ class Supervisor:
         finally:
             self._shutdown()
         if self.failure is not None:
-            raise self.failure_error(self.failure)
+            raise startup_failure_error(self.failure)
 
     def _request_stop(self, signum: int, frame: object) -> None:
         self._stop_signal = signum
@@ -770,14 +411,6 @@ class Supervisor:
     def _say(self, message: str) -> None:
         print(f"{now_iso()} supervisor: {message}", file=self.out, flush=True)
 
-    @staticmethod
-    def failure_error(failure: dict[str, Any]) -> DispatchError:
-        """The typed error `up` raises for a stack that did not come up."""
-        component = failure.get("component")
-        hint = f"see {failure.get('log')}; `dispatch doctor` checks the setup"
-        error_type = AppServerError if component == "worker" else DispatchError
-        return error_type(str(failure.get("message")), hint=hint, data=failure)
-
 
 # -- entry points ----------------------------------------------------------------
 
@@ -802,8 +435,6 @@ def run_supervisor(args: argparse.Namespace) -> None:
         )
 
     def announce(state: dict[str, Any]) -> None:
-        from dispatchsite.runtime.lifecycle import up_result
-
         result = up_result("started", pid=state["pid"], state=state)
         print(json.dumps(result, indent=2, default=str), flush=True)
 
@@ -830,7 +461,7 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     # Run the imported module's main, not this __main__ copy, so there is one
-    # set of classes and one celery signal connection.
+    # set of classes.
     from dispatchsite.runtime import supervisor as _module
 
     sys.exit(_module.main(sys.argv[1:]))

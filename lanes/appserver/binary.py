@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatchsite.core.errors import AppServerError
+from lanes.appserver.protocol import is_invalid_config_warning
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,23 @@ def config_error(
         f"invalid Codex configuration: {detail} ({fix})",
         hint=fix,
         data={"detail": detail, "config_path": config_path},
+    )
+
+
+def config_warning_error(
+    params: dict[str, Any], *, env: Mapping[str, str]
+) -> CodexConfigError | None:
+    """A live app-server's configWarning, when it means the config was ignored."""
+    if not is_invalid_config_warning(params):
+        return None
+    summary = str(params.get("summary") or "")
+    detail = str(params.get("details") or summary)
+    path = params.get("path")
+    codex_home = env.get("CODEX_HOME")
+    return config_error(
+        detail,
+        file_path=path if isinstance(path, str) else None,
+        codex_home=Path(codex_home) if codex_home else None,
     )
 
 

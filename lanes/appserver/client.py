@@ -6,71 +6,47 @@ import asyncio
 import collections
 import contextlib
 import inspect
-import itertools
-import json
 import logging
+import math
 import os
 import re
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from dispatchsite.core.errors import AppServerError
-from lanes.appserver.binary import CodexConfigError, config_error
+from lanes.appserver import framing
+from lanes.appserver.binary import CodexConfigError, config_warning_error
+from lanes.appserver.errors import (
+    JSONRPC_INTERNAL_ERROR,
+    JSONRPC_METHOD_NOT_FOUND,
+    AppServerClosed,
+    AppServerStartError,
+    AppServerTimeout,
+    RpcError,
+)
+from lanes.appserver.framing import STDOUT_LINE_LIMIT, JsonDict
+from lanes.appserver.pending import PendingRequests
+from lanes.appserver.process import (
+    child_kill_group,
+    child_spawn,
+    child_stop,
+    child_wait_exit,
+)
+from lanes.appserver.stderr import StderrTail
 
 logger = logging.getLogger(__name__)
 
-JsonDict = dict[str, Any]
 NotificationHandler = Callable[[JsonDict], Awaitable[None] | None]
 ServerRequestHandler = Callable[[JsonDict], Awaitable[JsonDict]]
 
-# asyncio's default 64 KiB line limit is far below a turn/completed carrying a
-# big diff or a thread/read with full history.
-STDOUT_LINE_LIMIT = 64 * 1024 * 1024
-STDERR_TAIL_LINES = 50
-STDERR_TAIL_LINE_CHARS = 2000
 # 0.169 sends the invalid-config configWarning in the same millisecond as the
 # initialize response, followed by remoteControl/status/changed; this is only
 # the upper bound for servers that send nothing after it.
 CONFIG_WARNING_SETTLE_S = 0.3
-EXIT_POLL_S = 0.02
 # Lets the reader drain what the child wrote before it died.
 EOF_GRACE_S = 0.5
 
-JSONRPC_METHOD_NOT_FOUND = -32601
-JSONRPC_INTERNAL_ERROR = -32603
-
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _USER_AGENT_VERSION = re.compile(r"^[^/\s]+/(\S+)")
-# Rust's anyhow backtrace without symbols: noise in an error message.
-_BACKTRACE_NOISE = re.compile(r"^\s*(Stack backtrace:|\d+: <unknown>)\s*$")
-_INVALID_CONFIG_MARKERS = ("invalid configuration", "using defaults")
-
-
-class AppServerStartError(AppServerError):
-    """The child could not be spawned, died, or never answered `initialize`."""
-
-
-class AppServerTimeout(AppServerError):
-    """A request got no response in time (the child may still be alive)."""
-
-
-class AppServerClosed(AppServerError):
-    """The child exited or the client was closed while a request was pending."""
-
-
-class RpcError(AppServerError):
-    """The app-server answered a request with a JSON-RPC error.
-
-    `DispatchError.code` is the dispatch error kind, so the JSON-RPC code lives
-    in `rpc_code` (0.169 uses -32600 for nearly everything).
-    """
-
-    def __init__(self, rpc_code: int, message: str, data: Any = None) -> None:
-        super().__init__(message, data={"rpc_code": rpc_code, "rpc_data": data})
-        self.rpc_code = rpc_code
-        self.rpc_data = data
 
 
 class AppServerClient:
@@ -101,13 +77,10 @@ class AppServerClient:
 
         self.init_result: JsonDict | None = None
         self.config_error: CodexConfigError | None = None
-        self.stderr_tail: collections.deque[str] = collections.deque(
-            maxlen=STDERR_TAIL_LINES
-        )
+        self._stderr = StderrTail(stderr_path)
 
         self._proc: asyncio.subprocess.Process | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending = PendingRequests()
         self._write_lock = asyncio.Lock()
         self._close_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,7 +92,6 @@ class AppServerClient:
         # order, so a handler may itself await request() without deadlocking
         # the reader that must deliver the response.
         self._notifications: asyncio.Queue[JsonDict | None] = asyncio.Queue()
-        self._stderr_file: IO[bytes] | None = None
         self._stdout_done = asyncio.Event()
         self._exited = asyncio.Event()
         self._closing = False
@@ -178,6 +150,10 @@ class AppServerClient:
         )
 
     @property
+    def stderr_tail(self) -> collections.deque[str]:
+        return self._stderr.lines
+
+    @property
     def user_agent(self) -> str | None:
         if not self.init_result:
             return None
@@ -201,46 +177,31 @@ class AppServerClient:
                 request_id, future, method, params, timeout
             )
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.forget(request_id)
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
-        message: JsonDict = {"method": method}
-        if params is not None:
-            message["params"] = params
-        await self._write(message)
+        await self._write(framing.notification_message(method, params))
 
     def stderr_excerpt(self, lines: int = 10) -> str:
         """The last meaningful stderr lines, for error messages."""
-        useful = [line for line in self.stderr_tail if not _BACKTRACE_NOISE.match(line)]
-        return "\n".join(useful[-lines:])
+        return self._stderr.excerpt(lines)
 
     # -- startup internals -------------------------------------------------
 
     async def _spawn(self) -> None:
-        if self.stderr_path is not None:
-            self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
-            self._stderr_file = self.stderr_path.open("ab")
+        self._stderr.open()
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self.env,
-                cwd=self.cwd,
-                limit=STDOUT_LINE_LIMIT,
-                # Own process group: a Ctrl-C aimed at dispatch must not kill
-                # codex behind our back, and close() can reap the commands
-                # codex leaves running after an interrupt.
-                start_new_session=True,
-            )
+            self._proc = await child_spawn(self.argv, env=self.env, cwd=self.cwd)
         except OSError as exc:
-            self._close_stderr_file()
+            self._stderr.close()
             raise AppServerStartError(
                 f"cannot start {' '.join(self.argv)!r}: {exc.strerror or exc}"
             ) from exc
         self._reader = self._spawn_task(self._read_stdout(), "stdout reader")
-        self._stderr_drain = self._spawn_task(self._drain_stderr(), "stderr drain")
+        assert self._proc.stderr is not None
+        self._stderr_drain = self._spawn_task(
+            self._stderr.drain(self._proc.stderr), "stderr drain"
+        )
         self._exit_watch = self._spawn_task(self._watch_exit(), "exit watch")
         self._notifier = self._spawn_task(self._deliver_notifications(), "notifier")
 
@@ -269,7 +230,7 @@ class AppServerClient:
         except RpcError as exc:
             raise self._start_error(f"initialize was rejected: {exc.message}") from exc
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.forget(request_id)
         if not isinstance(result, dict):
             raise self._start_error(f"initialize returned {result!r}")
         return result
@@ -315,10 +276,7 @@ class AppServerClient:
             raise AppServerClosed("app-server client was not started")
         if self._closing or self._stdout_done.is_set():
             raise self._closed_error()
-        request_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        return request_id, future
+        return self._pending.open()
 
     async def _send_and_wait(
         self,
@@ -328,9 +286,7 @@ class AppServerClient:
         params: JsonDict | None,
         timeout: float,
     ) -> Any:
-        # 0.169 rejects a request without params ("missing field `params`"),
-        # even for methods that take none.
-        await self._write({"id": request_id, "method": method, "params": params or {}})
+        await self._write(framing.request_message(request_id, method, params))
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -343,12 +299,12 @@ class AppServerClient:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise AppServerClosed("app-server client was not started")
-        line = json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n"
+        line = framing.encode_line(message)
         async with self._write_lock:
             if proc.stdin.is_closing():
                 raise self._closed_error()
             try:
-                proc.stdin.write(line.encode("utf-8"))
+                proc.stdin.write(line)
                 await proc.stdin.drain()
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise self._closed_error() from exc
@@ -364,11 +320,7 @@ class AppServerClient:
         return AppServerClosed(message, data={"returncode": self.returncode})
 
     def _fail_pending(self) -> None:
-        error = self._closed_error()
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
-        self._pending.clear()
+        self._pending.fail_all(self._closed_error())
 
     # -- reading -----------------------------------------------------------
 
@@ -397,50 +349,28 @@ class AppServerClient:
         self._fail_pending()
 
     def _route_line(self, line: bytes) -> None:
-        if not line.strip():
+        message = framing.decode_line(line)
+        if message is None:
             return
-        try:
-            message = json.loads(line)
-        except ValueError:
-            logger.warning("app-server sent a non-JSON line: %.200r", line)
-            return
-        if not isinstance(message, dict):
-            logger.warning("app-server sent a non-object message: %.200r", line)
-            return
-        method = message.get("method")
-        if isinstance(method, str) and "id" in message:
+        kind = framing.message_kind(message)
+        if kind == "request":
             # Handled off the reader: an approval may wait on a human while
             # notifications must keep flowing.
-            self._spawn_task(self._answer_server_request(message), method)
-        elif isinstance(method, str):
-            self._note_startup_notification(method, message)
+            self._spawn_task(self._answer_server_request(message), message["method"])
+        elif kind == "notification":
+            self._note_startup_notification(message["method"], message)
             self._notifications.put_nowait(message)
-        elif "id" in message and ("result" in message or "error" in message):
+        elif kind == "response":
             self._resolve_response(message)
         else:
             logger.warning("app-server sent an unrecognised message: %.200r", line)
 
     def _resolve_response(self, message: JsonDict) -> None:
         request_id = message.get("id")
-        future = self._pending.get(request_id) if isinstance(request_id, int) else None
-        if future is None or future.done():
+        if not self._pending.resolve(message):
             logger.debug("response to an unknown or abandoned request: %r", request_id)
-            return
-        if request_id == self._initialize_id:
+        elif request_id == self._initialize_id:
             self._initialize_answered = True
-        error = message.get("error")
-        if error is None:
-            future.set_result(message.get("result"))
-            return
-        if not isinstance(error, dict):
-            error = {"message": str(error)}
-        future.set_exception(
-            RpcError(
-                int(error.get("code", JSONRPC_INTERNAL_ERROR)),
-                str(error.get("message", "unknown error")),
-                error.get("data"),
-            )
-        )
 
     def _note_startup_notification(self, method: str, message: JsonDict) -> None:
         if method == "configWarning":
@@ -461,17 +391,10 @@ class AppServerClient:
                 logger.exception("on_notification failed for %s", message["method"])
 
     def _check_config_warning(self, params: JsonDict) -> None:
-        summary = str(params.get("summary") or "")
-        if not any(marker in summary.lower() for marker in _INVALID_CONFIG_MARKERS):
+        error = config_warning_error(params, env=self.env or os.environ)
+        if error is None:
             return
-        detail = str(params.get("details") or summary)
-        path = params.get("path")
-        codex_home = (self.env or os.environ).get("CODEX_HOME")
-        self.config_error = config_error(
-            detail,
-            file_path=path if isinstance(path, str) else None,
-            codex_home=Path(codex_home) if codex_home else None,
-        )
+        self.config_error = error
         # Codex now runs on defaults (OpenAI provider, plugin sync to github.com).
         logger.error("%s", self.config_error.message)
         self._startup_settled.set()
@@ -481,7 +404,7 @@ class AppServerClient:
         method = message["method"]
         reply: JsonDict
         if self.on_server_request is None:
-            reply = _error_reply(
+            reply = framing.error_reply(
                 request_id,
                 JSONRPC_METHOD_NOT_FOUND,
                 f"dispatch has no handler for server request {method}",
@@ -492,7 +415,7 @@ class AppServerClient:
                 reply = {"id": request_id, "result": result}
             except Exception as exc:
                 logger.exception("on_server_request failed for %s", method)
-                reply = _error_reply(
+                reply = framing.error_reply(
                     request_id,
                     JSONRPC_INTERNAL_ERROR,
                     f"dispatch failed to handle {method}: {exc}",
@@ -502,49 +425,15 @@ class AppServerClient:
         except AppServerClosed:
             logger.info("could not answer %s: app-server is gone", method)
 
-    async def _drain_stderr(self) -> None:
-        assert self._proc is not None and self._proc.stderr is not None
-        stderr = self._proc.stderr
-        partial = b""
-        try:
-            while True:
-                chunk = await stderr.read(65536)
-                if not chunk:
-                    break
-                if self._stderr_file is not None:
-                    self._stderr_file.write(chunk)
-                    self._stderr_file.flush()
-                *complete, partial = (partial + chunk).split(b"\n")
-                for raw in complete:
-                    self._remember_stderr(raw)
-                # A runaway line without newlines must not grow without bound.
-                if len(partial) > STDERR_TAIL_LINE_CHARS * 4:
-                    self._remember_stderr(partial)
-                    partial = b""
-        except (ConnectionResetError, BrokenPipeError):
-            pass
-        finally:
-            if partial:
-                self._remember_stderr(partial)
-            self._close_stderr_file()
-
-    def _remember_stderr(self, raw: bytes) -> None:
-        text = _ANSI_ESCAPE.sub("", raw.decode("utf-8", "replace")).rstrip()
-        if text:
-            self.stderr_tail.append(text[:STDERR_TAIL_LINE_CHARS])
-
     async def _watch_exit(self) -> None:
-        # Polls instead of proc.wait(): on 3.11 wait() also waits for the pipes,
-        # which a command codex left running can hold open forever.
         assert self._proc is not None
-        while self._proc.returncode is None:
-            await asyncio.sleep(EXIT_POLL_S)
+        await child_wait_exit(self._proc, math.inf)
         self._exited.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stdout_done.wait(), EOF_GRACE_S)
         if not self._stdout_done.is_set():
             # Something in codex's process group still holds stdout open.
-            self._kill_process_group()
+            child_kill_group(self._proc)
             self._fail_pending()
 
     # -- shutdown ----------------------------------------------------------
@@ -561,15 +450,11 @@ class AppServerClient:
             for task in list(self._tasks):
                 if task not in core and task is not current:
                     task.cancel()
-            if proc.stdin is not None and not proc.stdin.is_closing():
-                # EOF on stdin is codex's clean shutdown (exit 0 in under 1 s).
-                proc.stdin.close()
-            if not await self._wait_exit(graceful_timeout):
-                self._signal(signal.SIGTERM)
-                if not await self._wait_exit(kill_timeout):
-                    self._signal(signal.SIGKILL)
-                    await self._wait_exit(5.0)
-            self._kill_process_group()
+            await child_stop(
+                proc, graceful_timeout=graceful_timeout, kill_timeout=kill_timeout
+            )
+            if proc.returncode is not None:
+                self._exited.set()
             # Let the reader and notifier finish delivering what codex wrote
             # before it exited; a handler that hangs does not block close().
             others = [t for t in self._tasks if t is not current and not t.done()]
@@ -579,37 +464,7 @@ class AppServerClient:
                 if task is not current:
                     task.cancel()
             self._fail_pending()
-            self._close_stderr_file()
-
-    async def _wait_exit(self, timeout: float) -> bool:
-        assert self._proc is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._proc.returncode is None:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(EXIT_POLL_S)
-        self._exited.set()
-        return True
-
-    def _signal(self, signum: signal.Signals) -> None:
-        assert self._proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.send_signal(signum)
-
-    def _kill_process_group(self) -> None:
-        # The group id is the child's pid (start_new_session); it is not
-        # reused while any member of the group is still alive.
-        if self._proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-
-    def _close_stderr_file(self) -> None:
-        if self._stderr_file is not None:
-            with contextlib.suppress(OSError):
-                self._stderr_file.close()
-            self._stderr_file = None
+            self._stderr.close()
 
     def _spawn_task(
         self, coro: Coroutine[Any, Any, None], name: str
@@ -618,7 +473,3 @@ class AppServerClient:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _error_reply(request_id: Any, code: int, message: str) -> JsonDict:
-    return {"id": request_id, "error": {"code": code, "message": message}}

@@ -1,12 +1,100 @@
 """What the Codex app-server's messages mean: one place for the protocol's words.
 
 A library module: no Django, no models. Method names, status objects and
-error texts of `codex app-server` are read here and nowhere else.
+error texts of `codex app-server` are read here and nowhere else. Codex
+answers nearly every failure with JSON-RPC code -32600, so an error is told
+apart by its message text; the predicates below are the only substring
+matches on it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# -- methods dispatch calls --------------------------------------------------
+
+THREAD_RESUME = "thread/resume"
+THREAD_NAME_SET = "thread/name/set"
+THREAD_ROLLBACK = "thread/rollback"
+THREAD_TURNS_LIST = "thread/turns/list"
+THREAD_ITEMS_LIST = "thread/items/list"
+TURN_START = "turn/start"
+TURN_INTERRUPT = "turn/interrupt"
+
+# -- notifications -------------------------------------------------------------
+
+TURN_STARTED = "turn/started"
+TURN_COMPLETED = "turn/completed"
+ITEM_STARTED = "item/started"
+ITEM_COMPLETED = "item/completed"
+
+# -- requests the app-server sends us --------------------------------------------
+
+# Answered with {"decision": "accept" | "decline"}.
+ITEM_APPROVAL_METHODS = frozenset(
+    {
+        "item/commandExecution/requestApproval",
+        "item/fileChange/requestApproval",
+    }
+)
+# The older names, answered with {"decision": "approved" | "denied"}.
+LEGACY_APPROVAL_METHODS = frozenset({"execCommandApproval", "applyPatchApproval"})
+REQUEST_USER_INPUT = "item/tool/requestUserInput"
+MCP_ELICITATION = "mcpServer/elicitation/request"
+# Every request that leaves a turn waiting on a person's answer: the lane
+# shows waiting_approval, and the live page offers the answer.
+APPROVAL_METHODS = frozenset(
+    {
+        *ITEM_APPROVAL_METHODS,
+        *LEGACY_APPROVAL_METHODS,
+        "item/permissions/requestApproval",
+        REQUEST_USER_INPUT,
+        MCP_ELICITATION,
+    }
+)
+
+# -- error texts -----------------------------------------------------------------
+
+# What codex says when it has no thread (loaded or on disk) for an id.
+THREAD_MISSING_MARKERS = ("thread not found", "no rollout", "thread not loaded")
+# A configWarning whose summary says codex now runs on its defaults.
+INVALID_CONFIG_MARKERS = ("invalid configuration", "using defaults")
+
+
+def is_not_found_error(message: str) -> bool:
+    """Something the request named does not exist (a thread, a turn, a rollout)."""
+    text = message.lower()
+    return "not found" in text or "no rollout" in text
+
+
+def is_thread_missing_error(message: str) -> bool:
+    """This app-server has no such thread, loaded or on disk."""
+    text = message.lower()
+    return any(marker in text for marker in THREAD_MISSING_MARKERS)
+
+
+def is_unknown_method_error(message: str) -> bool:
+    # codex answers an unknown method with "unknown variant `<method>`".
+    return "unknown variant" in message
+
+
+def is_no_active_turn_error(message: str) -> bool:
+    """A turn/steer or turn/interrupt came after the turn had ended."""
+    return "no active turn" in message
+
+
+def is_active_turn_error(message: str) -> bool:
+    """The thread is running a turn (note: "no active turn" matches as well)."""
+    return "active turn" in message
+
+
+def is_invalid_config_warning(params: dict[str, Any]) -> bool:
+    """A configWarning that means codex ignored its config.toml."""
+    summary = str(params.get("summary") or "").lower()
+    return any(marker in summary for marker in INVALID_CONFIG_MARKERS)
+
+
+# -- objects ---------------------------------------------------------------------
 
 
 def thread_status(thread: dict[str, Any]) -> str:

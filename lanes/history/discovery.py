@@ -31,10 +31,8 @@ def threads_discover(*, host: str, limit: int, archived: bool) -> list[dict[str,
         }
         if cursor:
             params["cursor"] = cursor
-        try:
+        with gateway.rpc_errors():
             page = gateway.rpc(host, "thread/list", params)
-        except gateway.RpcFailed as exc:
-            raise gateway.classify_rpc_error(exc) from None
         for thread in page.get("data") or []:
             if isinstance(thread, dict) and thread.get("id") not in managed:
                 rows.append(discovery_row(thread, archived=archived))

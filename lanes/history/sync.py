@@ -34,7 +34,12 @@ from dispatchsite.core.errors import (
     LaneBusyError,
 )
 from lanes import services
-from lanes.history.indexing import index_item_rows, index_turn
+from lanes.appserver.protocol import (
+    THREAD_ITEMS_LIST,
+    THREAD_TURNS_LIST,
+    is_unknown_method_error,
+)
+from lanes.journal.indexing import index_item_rows, index_turn
 from lanes.models import Lane
 from lanes.models.index import LaneSyncState, LaneTurn
 from lanes.presenters import lane_identity
@@ -135,7 +140,7 @@ class SyncRun:
             if cursor:
                 params["cursor"] = cursor
             try:
-                page = self.call("thread/turns/list", params)
+                page = self.call(THREAD_TURNS_LIST, params)
                 for turn in page.get("data") or []:
                     if not isinstance(turn, dict) or not turn.get("id"):
                         continue
@@ -198,9 +203,9 @@ class SyncRun:
                 if cursor:
                     params["cursor"] = cursor
                 try:
-                    page = self.call("thread/items/list", params)
+                    page = self.call(THREAD_ITEMS_LIST, params)
                 except gateway.RpcFailed as exc:
-                    if not services.method_unavailable(exc):
+                    if not is_unknown_method_error(exc.message):
                         raise
                     self.fallback = True
                     state.capability = LaneSyncState.Capability.TURN_PAGE_FALLBACK
@@ -313,7 +318,7 @@ def lane_sync(
             else LaneSyncState.State.PARTIAL
         )
     except gateway.RpcFailed as exc:
-        if services.method_unavailable(exc):
+        if is_unknown_method_error(exc.message):
             state.capability = LaneSyncState.Capability.UNSUPPORTED
             error = CapabilityUnavailableError(
                 f"this codex app-server cannot page history ({exc.message})",

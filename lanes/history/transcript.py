@@ -10,6 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from dispatchsite.core.errors import AppServerError
+from lanes.appserver.protocol import (
+    ITEM_COMPLETED,
+    THREAD_ITEMS_LIST,
+    THREAD_TURNS_LIST,
+    is_unknown_method_error,
+)
 from lanes.models import Lane, LaneEvent
 from lanes.worker import gateway
 
@@ -44,7 +50,7 @@ def compact_item(turn_id: str | None, item: dict[str, Any]) -> dict[str, Any]:
 
 def journal_items(*, thread_id: str, limit: int) -> list[dict[str, Any]]:
     events = LaneEvent.objects.filter(
-        thread_id=thread_id, method="item/completed"
+        thread_id=thread_id, method=ITEM_COMPLETED
     ).order_by("-seq")[:limit]
     return [
         compact_item(event.turn_id, event.params.get("item") or {})
@@ -65,20 +71,12 @@ def journal_is_complete(*, thread_id: str) -> bool:
     return not thread.get("forkedFromId")
 
 
-def unsupported(exc: gateway.RpcFailed) -> bool:
-    return "unknown variant" in exc.message
-
-
 def app_server_items(*, host: str, thread_id: str, limit: int) -> list[dict[str, Any]]:
-    try:
+    with gateway.rpc_errors(tolerate=is_unknown_method_error):
         return paged_items(host=host, thread_id=thread_id, limit=limit)
-    except gateway.RpcFailed as exc:
-        if not unsupported(exc):
-            raise gateway.classify_rpc_error(exc) from None
-    try:
+    # A build without item paging: whole turns, with their items.
+    with gateway.rpc_errors():
         return turn_page_items(host=host, thread_id=thread_id, limit=limit)
-    except gateway.RpcFailed as exc:
-        raise gateway.classify_rpc_error(exc) from None
 
 
 def paged_items(*, host: str, thread_id: str, limit: int) -> list[dict[str, Any]]:
@@ -92,7 +90,7 @@ def paged_items(*, host: str, thread_id: str, limit: int) -> list[dict[str, Any]
         }
         if cursor:
             params["cursor"] = cursor
-        page = gateway.rpc(host, "thread/items/list", params)
+        page = gateway.rpc(host, THREAD_ITEMS_LIST, params)
         for row in page.get("data") or []:
             newest_first.append(compact_item(row.get("turnId"), row.get("item") or {}))
         cursor = page.get("nextCursor")
@@ -113,7 +111,7 @@ def turn_page_items(*, host: str, thread_id: str, limit: int) -> list[dict[str, 
         }
         if cursor:
             params["cursor"] = cursor
-        page = gateway.rpc(host, "thread/turns/list", params)
+        page = gateway.rpc(host, THREAD_TURNS_LIST, params)
         for turn in page.get("data") or []:
             for item in reversed(turn.get("items") or []):
                 newest_first.append(compact_item(turn.get("id"), item))

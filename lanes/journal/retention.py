@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from dispatchsite.core.schedules import BeatEntry
 from lanes.models import LaneEvent
 
 DELETE_CHUNK = 2000
@@ -32,6 +33,10 @@ DELTA = Q(method__startswith="item/") & (
     Q(method__endswith="/delta") | Q(method__endswith="Delta")
 )
 MAINTAIN_TASK = "lanes.journal_maintain"
+# Registered by LanesConfig.ready(); `dispatch up` makes it a PeriodicTask.
+JOURNAL_UPKEEP = BeatEntry(
+    name="dispatch: journal compact + prune", task=MAINTAIN_TASK, every_seconds=15 * 60
+)
 
 
 def is_delta(method: str) -> bool:
@@ -136,20 +141,7 @@ def journal_maintain_run(
     return out
 
 
-def journal_schedule_ensure(*, every_minutes: int = 15) -> None:
-    """Create (or update) the celery beat entry that runs journal upkeep."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
-    interval, _ = IntervalSchedule.objects.get_or_create(
-        every=every_minutes, period=IntervalSchedule.MINUTES
-    )
-    PeriodicTask.objects.update_or_create(
-        name="dispatch: journal compact + prune",
-        defaults={"task": MAINTAIN_TASK, "interval": interval, "enabled": True},
-    )
-
-
 @shared_task(name=MAINTAIN_TASK)
 def journal_maintain() -> dict[str, Any]:
-    """Celery beat entry point (scheduled by journal_schedule_ensure)."""
+    """Celery beat entry point (scheduled as JOURNAL_UPKEEP)."""
     return journal_maintain_run(now=timezone.now())

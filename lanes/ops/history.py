@@ -10,11 +10,10 @@ from pydantic import BaseModel, Field
 from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
 from lanes.history import sync as lane_sync
 from lanes.history.overview import history_run
-from lanes.history.search import search_run
-from lanes.ops.schemas import LaneIdentityOut
+from lanes.history.search.run import search_run
+from lanes.ops.schemas import READ, WRITE, LaneIdentityOut
 from lanes.selectors import resolve_lane
 
-READ, WRITE = "dispatch_thread_read", "dispatch_thread_write"
 LANE_OR_THREAD = "a lane (ref, thread id, @handle) or a raw Codex thread id"
 
 
@@ -76,6 +75,19 @@ class SyncOut(LaneIdentityOut):
     sync: LaneSyncView
 
 
+@define_op(
+    id="sync",
+    summary="index a lane's history from Codex (paged, bounded, resumable)",
+    intent="write",
+    idempotent=True,
+    input=SyncIn,
+    output=SyncOut,
+    cli="sync",
+    positionals=("lane",),
+    http=("POST", "/lanes/{lane}/sync"),
+    mcp_tool=WRITE,
+    mcp_action="sync",
+)
 def sync(data: SyncIn, ctx: OpContext) -> dict[str, Any]:
     return lane_sync.sync_run(
         selector=data.lane,
@@ -86,22 +98,6 @@ def sync(data: SyncIn, ctx: OpContext) -> dict[str, Any]:
         max_seconds=data.max_seconds,
         surface=ctx.surface,
     )
-
-
-define_op(
-    id="sync",
-    summary="index a lane's history from Codex (paged, bounded, resumable)",
-    intent="write",
-    idempotent=True,
-    input=SyncIn,
-    output=SyncOut,
-    handler=sync,
-    cli="sync",
-    positionals=("lane",),
-    http=("POST", "/lanes/{lane}/sync"),
-    mcp_tool=WRITE,
-    mcp_action="sync",
-)
 
 
 # -- history -------------------------------------------------------------------
@@ -213,6 +209,19 @@ class HistoryOut(OpOutput):
     files: list[HistoryFile]
 
 
+@define_op(
+    id="history",
+    summary="lane history from the local index: overview, summary, items, tools, files",
+    intent="read",
+    idempotent=True,
+    input=HistoryIn,
+    output=HistoryOut,
+    cli="history",
+    positionals=("lane",),
+    http=("GET", "/history"),
+    mcp_tool=READ,
+    mcp_action="history",
+)
 def history(data: HistoryIn, ctx: OpContext) -> dict[str, Any]:
     lane = resolve_lane(data.lane) if data.lane else None
     return history_run(
@@ -231,22 +240,6 @@ def history(data: HistoryIn, ctx: OpContext) -> dict[str, Any]:
         worktree=data.worktree,
         min_bytes=data.min_bytes,
     )
-
-
-define_op(
-    id="history",
-    summary="lane history from the local index: overview, summary, items, tools, files",
-    intent="read",
-    idempotent=True,
-    input=HistoryIn,
-    output=HistoryOut,
-    handler=history,
-    cli="history",
-    positionals=("lane",),
-    http=("GET", "/history"),
-    mcp_tool=READ,
-    mcp_action="history",
-)
 
 
 # -- search --------------------------------------------------------------------
@@ -323,6 +316,19 @@ class SearchOut(OpOutput):
     )
 
 
+@define_op(
+    id="search",
+    summary="full-text search over every indexed item of every lane (ranked, snippets)",
+    intent="read",
+    idempotent=True,
+    input=SearchIn,
+    output=SearchOut,
+    cli="search",
+    positionals=("query",),
+    http=("GET", "/search"),
+    mcp_tool=READ,
+    mcp_action="search",
+)
 def search(data: SearchIn, ctx: OpContext) -> dict[str, Any]:
     return search_run(
         query=data.query,
@@ -337,19 +343,3 @@ def search(data: SearchIn, ctx: OpContext) -> dict[str, Any]:
         cursor=data.cursor,
         host=settings.DISPATCH_HOST,
     )
-
-
-define_op(
-    id="search",
-    summary="full-text search over every indexed item of every lane (ranked, snippets)",
-    intent="read",
-    idempotent=True,
-    input=SearchIn,
-    output=SearchOut,
-    handler=search,
-    cli="search",
-    positionals=("query",),
-    http=("GET", "/search"),
-    mcp_tool=READ,
-    mcp_action="search",
-)

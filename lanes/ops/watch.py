@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from dispatchsite.core.registry import OpContext, define_op
 from lanes.journal.reader import WATCH_LIMIT_MAX, WATCH_TIMEOUT_MAX, lane_watch
-from lanes.ops.schemas import LaneIdentityOut, LaneSelectorIn
+from lanes.ops.schemas import READ, LaneIdentityOut, LaneSelectorIn
 from lanes.selectors import resolve_lane
 
 
@@ -47,24 +47,21 @@ class WatchOut(LaneIdentityOut):
     last_seq: int = Field(description="pass as --after to continue from here")
 
 
-def watch(data: WatchIn, ctx: OpContext) -> dict[str, Any]:
-    lane = resolve_lane(data.lane)
-    return lane_watch(
-        lane=lane, limit=data.limit, timeout=data.timeout, after=data.after
-    )
-
-
-define_op(
+@define_op(
     id="watch",
     summary="sample a lane's raw events (or page its journal with --after)",
     intent="read",
     idempotent=True,
     input=WatchIn,
     output=WatchOut,
-    handler=watch,
     cli="watch",
     positionals=("lane",),
     http=("GET", "/lanes/{lane}/watch"),
-    mcp_tool="dispatch_thread_read",
+    mcp_tool=READ,
     mcp_action="watch",
 )
+def watch(data: WatchIn, ctx: OpContext) -> dict[str, Any]:
+    lane = resolve_lane(data.lane)
+    return lane_watch(
+        lane=lane, limit=data.limit, timeout=data.timeout, after=data.after
+    )

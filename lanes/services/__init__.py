@@ -10,7 +10,6 @@ rollback, compact).
 
 from __future__ import annotations
 
-from lanes.services.appserver import method_unavailable
 from lanes.services.attach import lane_attach, lane_sync_latest
 from lanes.services.audit import audit_record
 from lanes.services.create import lane_create
@@ -40,7 +39,6 @@ __all__ = [
     "lane_send",
     "lane_stop",
     "lane_sync_latest",
-    "method_unavailable",
     "thread_archive",
     "thread_rename",
     "thread_restore",

@@ -5,21 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from dispatchsite.core.errors import AppServerError
+from lanes.appserver.protocol import THREAD_RESUME, is_thread_missing_error
 from lanes.models import Lane, WorkerLease
 from lanes.worker import gateway
-
-# Messages codex uses when it has no thread (loaded or on disk) for an id.
-THREAD_MISSING_MARKERS = ("thread not found", "no rollout", "thread not loaded")
-
-
-def thread_missing(exc: gateway.RpcFailed) -> bool:
-    text = exc.message.lower()
-    return any(marker in text for marker in THREAD_MISSING_MARKERS)
-
-
-def method_unavailable(exc: gateway.RpcFailed) -> bool:
-    # codex answers an unknown method with "unknown variant `<method>`".
-    return "unknown variant" in exc.message
 
 
 def rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> Any:
@@ -28,10 +16,8 @@ def rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> Any:
 
 def thread_load(lane: Lane) -> None:
     """Load the thread into this host's app-server (metadata only)."""
-    try:
-        rpc(lane, "thread/resume", {"threadId": lane.thread_id, "excludeTurns": True})
-    except gateway.RpcFailed as exc:
-        raise gateway.classify_rpc_error(exc) from None
+    with gateway.rpc_errors():
+        rpc(lane, THREAD_RESUME, {"threadId": lane.thread_id, "excludeTurns": True})
 
 
 def lane_rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> Any:
@@ -40,28 +26,24 @@ def lane_rpc(lane: Lane, method: str, params: dict[str, Any], **kwargs: Any) -> 
     try:
         return rpc(lane, method, params, **kwargs)
     except gateway.RpcFailed as exc:
-        if not thread_missing(exc):
+        if not is_thread_missing_error(exc.message):
             raise
     thread_load(lane)
-    try:
+    with gateway.rpc_errors():
         return rpc(lane, method, params, **kwargs)
-    except gateway.RpcFailed as exc:
-        raise gateway.classify_rpc_error(exc) from None
 
 
 def thread_read(
     *, host: str, thread_id: str, timeout: float | None = None
 ) -> dict[str, Any]:
     """Thread metadata (no turns); NotFoundError when codex has no such thread."""
-    try:
+    with gateway.rpc_errors():
         result = gateway.rpc(
             host,
             "thread/read",
             {"threadId": thread_id, "includeTurns": False},
             timeout=timeout,
         )
-    except gateway.RpcFailed as exc:
-        raise gateway.classify_rpc_error(exc) from None
     thread = result.get("thread") if isinstance(result, dict) else None
     if not isinstance(thread, dict) or thread.get("id") != thread_id:
         raise AppServerError(

@@ -9,7 +9,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
-from lanes.appserver.protocol import thread_status
+from lanes.appserver.protocol import THREAD_TURNS_LIST, thread_status
+from lanes.journal.lane_state import lane_latest_turn_set
 from lanes.models import Lane
 from lanes.services.appserver import rpc, thread_read
 from lanes.services.audit import audit_failures, audit_record
@@ -98,10 +99,10 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
 def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
     """Bring latest_turn up to date from the thread's newest turn."""
     with audit_failures(op="sync", lane=lane, surface=surface):
-        try:
+        with gateway.rpc_errors():
             page = rpc(
                 lane,
-                "thread/turns/list",
+                THREAD_TURNS_LIST,
                 {
                     "threadId": lane.thread_id,
                     "limit": 1,
@@ -110,8 +111,6 @@ def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
                 },
                 timeout=ATTACH_TIMEOUT_SECONDS,
             )
-        except gateway.RpcFailed as exc:
-            raise gateway.classify_rpc_error(exc) from None
     turns = page.get("data") or []
     now = timezone.now()
     if turns:
@@ -119,11 +118,12 @@ def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
         status = {"inProgress": "started"}.get(turn.get("status"), turn.get("status"))
         error = turn.get("error") or {}
         message = error.get("message", "") if isinstance(error, dict) else str(error)
-        Lane.objects.filter(pk=lane.pk).update(
-            latest_turn_id=str(turn.get("id") or ""),
-            latest_turn_status=str(status or ""),
-            latest_error=message[:2000],
-            latest_error_at=now if message else None,
+        lane_latest_turn_set(
+            lane_id=lane.pk,
+            turn_id=str(turn.get("id") or ""),
+            status=str(status or ""),
+            error=message,
+            at=now,
         )
         lane.refresh_from_db()
     audit_record(op="sync", lane=lane, detail="latest turn", surface=surface)

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from dispatchsite.core.errors import DispatchError, ValidationError
+from lanes.appserver.protocol import THREAD_NAME_SET
 from lanes.models import Lane
 from lanes.services.appserver import rpc
 from lanes.services.audit import audit_failures, audit_record
@@ -73,7 +74,7 @@ def lane_create(
     )
     audit_record(op="new", lane=lane, detail=name, surface=surface)
     try:
-        rpc(lane, "thread/name/set", {"threadId": lane.thread_id, "name": name})
+        rpc(lane, THREAD_NAME_SET, {"threadId": lane.thread_id, "name": name})
     except DispatchError:
         pass  # the lane works without the name; the title stays ours
     message_accepted = False

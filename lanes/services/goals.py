@@ -33,10 +33,8 @@ def goal_set_remote(
 
 
 def goal_fetch(*, lane: Lane) -> dict[str, Any] | None:
-    try:
+    with gateway.rpc_errors():
         result = rpc(lane, "thread/goal/get", {"threadId": lane.thread_id})
-    except gateway.RpcFailed as exc:
-        raise gateway.classify_rpc_error(exc) from None
     goal = (result or {}).get("goal")
     if goal != lane.goal:
         # Keep the mirror honest for lanes whose events this host never sees.
@@ -70,12 +68,10 @@ def lane_goal_set(
                 "create one (status and token_budget only update an existing goal)",
                 hint=f'pass an objective: `dispatch goal set {lane.ref} "..."`',
             )
-        try:
+        with gateway.rpc_errors():
             goal = goal_set_remote(
                 lane=lane, objective=objective, status=status, token_budget=token_budget
             )
-        except gateway.RpcFailed as exc:
-            raise gateway.classify_rpc_error(exc) from None
     parts = [
         f"{k}={v}"
         for k, v in (("status", status), ("token_budget", token_budget))
@@ -93,10 +89,8 @@ def lane_goal_set(
 def lane_goal_clear(*, lane: Lane, surface: str) -> bool:
     with audit_failures(op="goal-clear", lane=lane, surface=surface):
         lane_prepare_write(lane)
-        try:
+        with gateway.rpc_errors():
             result = lane_rpc(lane, "thread/goal/clear", {"threadId": lane.thread_id})
-        except gateway.RpcFailed as exc:
-            raise gateway.classify_rpc_error(exc) from None
         Lane.objects.filter(pk=lane.pk).update(goal=None)
         lane.goal = None
     cleared = bool((result or {}).get("cleared", True))

@@ -6,37 +6,36 @@ import time
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from lanes.appserver.protocol import (
+    TURN_INTERRUPT,
+    TURN_START,
+    is_no_active_turn_error,
+)
+from lanes.journal.lane_state import (
+    lane_mark_turn_request_failed,
+    lane_mark_turn_started,
+)
 from lanes.models import Lane
 from lanes.services.appserver import lane_rpc, rpc
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_prepare_write
-from lanes.services.queue import queued_message_enqueue, queued_message_pending_count
-from lanes.turns import lane_mark_turn_started, text_input, turn_start_params
+from lanes.turns import text_input, turn_start_params
 from lanes.worker import gateway
+from lanes.worker.queue import queued_message_enqueue, queued_message_pending_count
 
 TURN_END_WAIT_SECONDS = 10.0
-
-
-def lane_turn_request_failed(*, lane: Lane, error: DispatchError) -> None:
-    Lane.objects.filter(pk=lane.pk).update(
-        status=Lane.Status.ERROR,
-        latest_turn_status="failed",
-        latest_error=error.message[:2000],
-        latest_error_at=timezone.now(),
-    )
-    lane.refresh_from_db()
 
 
 def lane_turn_start(
     *, lane: Lane, text: str, audit_op: str | None = None, surface: str = ""
 ) -> str:
     try:
-        result = lane_rpc(lane, "turn/start", turn_start_params(lane, text))
+        result = lane_rpc(lane, TURN_START, turn_start_params(lane, text))
     except DispatchError as exc:
-        lane_turn_request_failed(lane=lane, error=exc)
+        lane_mark_turn_request_failed(lane_id=lane.pk, error=exc.message)
+        lane.refresh_from_db()
         raise
     turn_id = result["turn"]["id"]
     # One write transaction, taken after the RPC: the worker is journaling
@@ -167,7 +166,7 @@ def lane_steer(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
             },
         )
     except gateway.RpcFailed as exc:
-        if "no active turn" in exc.message:
+        if is_no_active_turn_error(exc.message):
             raise ValidationError(
                 f"lane {lane.ref}: the turn {active} already ended; nothing to steer",
                 hint=f"send a new turn instead: `dispatch send {lane.ref} ...`",
@@ -189,10 +188,10 @@ def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
             hint=f"send a new turn instead: `dispatch send {lane.ref} ...`",
         )
     try:
-        rpc(lane, "turn/interrupt", {"threadId": lane.thread_id, "turnId": active})
+        rpc(lane, TURN_INTERRUPT, {"threadId": lane.thread_id, "turnId": active})
     except gateway.RpcFailed as exc:
         # The turn ended on its own meanwhile: the new text still goes out.
-        if "no active turn" not in exc.message:
+        if not is_no_active_turn_error(exc.message):
             raise
     audit_record(op="interrupt", lane=lane, detail="interject", surface=surface)
     wait_turn_end(lane=lane, turn_id=active)
@@ -233,6 +232,6 @@ def lane_stop(*, lane: Lane, surface: str) -> dict[str, Any]:
             raise ValidationError(
                 f"lane {lane.ref} has no active turn to stop", hint="nothing to do"
             )
-        rpc(lane, "turn/interrupt", {"threadId": lane.thread_id, "turnId": active})
+        rpc(lane, TURN_INTERRUPT, {"threadId": lane.thread_id, "turnId": active})
     audit_record(op="stop", lane=lane, detail=f"interrupted {active}", surface=surface)
     return {"op": "stop", "detail": f"interrupted turn {active}", "turn_id": active}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -12,22 +13,34 @@ from dispatchsite.core.errors import (
     DispatchError,
     LaneBusyError,
 )
+from lanes.appserver.protocol import (
+    THREAD_NAME_SET,
+    THREAD_ROLLBACK,
+    is_active_turn_error,
+    is_thread_missing_error,
+    is_unknown_method_error,
+)
+from lanes.journal.lane_state import (
+    lane_mark_archived,
+    lane_mark_restored,
+    lane_mark_rolled_back,
+)
 from lanes.models import Lane
 from lanes.selectors import resolve_lane_or_thread
-from lanes.services.appserver import (
-    app_server_version,
-    lane_rpc,
-    method_unavailable,
-    rpc,
-    thread_missing,
-    thread_read,
-)
+from lanes.services.appserver import app_server_version, lane_rpc, rpc, thread_read
 from lanes.services.attach import attached_status
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_busy_check, lane_prepare_write
 from lanes.services.registration import clean_name, lane_register, lane_title_free
 from lanes.turns import thread_settings_params
 from lanes.worker import gateway
+
+
+def missing_thread_tolerated(lane: Lane | None) -> Callable[[str], bool] | None:
+    """A managed lane outlives its codex thread (e.g. one that never ran a
+    turn has no rollout): the change is still made here. A bare thread id
+    has nothing here to change."""
+    return is_thread_missing_error if lane is not None else None
 
 
 def thread_rename(
@@ -44,13 +57,11 @@ def thread_rename(
         else:
             lane_title_free(title=name, exclude=lane)
         detail = f"{target} -> {name}"
-        try:
-            gateway.rpc(host, "thread/name/set", {"threadId": thread_id, "name": name})
-        except gateway.RpcFailed as exc:
-            if lane is None or not thread_missing(exc):
-                raise gateway.classify_rpc_error(exc) from None
+        with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
+            gateway.rpc(host, THREAD_NAME_SET, {"threadId": thread_id, "name": name})
+        if missing.error is not None:
             # The title is dispatch's own; codex has no thread to name yet.
-            detail += " (local only: " + exc.message + ")"
+            detail += " (local only: " + missing.error.message + ")"
         if lane is not None:
             try:
                 with transaction.atomic():
@@ -71,16 +82,13 @@ def thread_archive(*, target: str, surface: str) -> tuple[Lane | None, dict[str,
     with audit_failures(op="archive", lane=lane or thread_id, surface=surface):
         host = lane.host if lane else settings.DISPATCH_HOST
         meta = thread_read(host=host, thread_id=thread_id) if lane is None else {}
-        try:
+        with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
             gateway.rpc(host, "thread/archive", {"threadId": thread_id})
-        except gateway.RpcFailed as exc:
-            if lane is None or not thread_missing(exc):
-                raise gateway.classify_rpc_error(exc) from None
-            # e.g. "no rollout found" for a lane that never ran a turn: the
-            # lane is still archived here, and its history is kept.
-            detail = f"archived locally ({exc.message})"
+        if missing.error is not None:
+            # The lane is still archived here, and its history is kept.
+            detail = f"archived locally ({missing.error.message})"
         if lane is not None:
-            Lane.objects.filter(pk=lane.pk).update(status=Lane.Status.ARCHIVED)
+            lane_mark_archived(lane_id=lane.pk)
             lane.refresh_from_db()
     audit_record(op="archive", lane=lane or thread_id, detail=detail, surface=surface)
     return lane, meta
@@ -93,18 +101,14 @@ def thread_restore(*, target: str, surface: str) -> tuple[Lane | None, dict[str,
     thread: dict[str, Any] = {}
     with audit_failures(op="restore", lane=lane or thread_id, surface=surface):
         host = lane.host if lane else settings.DISPATCH_HOST
-        try:
+        with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
             result = gateway.rpc(host, "thread/unarchive", {"threadId": thread_id})
             thread = (result or {}).get("thread") or {}
-        except gateway.RpcFailed as exc:
-            if lane is None or not thread_missing(exc):
-                raise gateway.classify_rpc_error(exc) from None
-            detail = f"restored locally ({exc.message})"
+        if missing.error is not None:
+            detail = f"restored locally ({missing.error.message})"
         if lane is not None:
             status = attached_status(thread) if thread else Lane.Status.IDLE
-            if status not in Lane.Status.values:
-                status = Lane.Status.IDLE
-            Lane.objects.filter(pk=lane.pk).update(status=status)
+            lane_mark_restored(lane_id=lane.pk, status=status)
             lane.refresh_from_db()
     audit_record(op="restore", lane=lane or thread_id, detail=detail, surface=surface)
     return lane, thread
@@ -144,10 +148,8 @@ def lane_fork(
             params["cwd"] = cwd
         if last_turn_id:
             params["lastTurnId"] = last_turn_id
-        try:
+        with gateway.rpc_errors():
             result = lane_rpc(lane, "thread/fork", params)
-        except gateway.RpcFailed as exc:
-            raise gateway.classify_rpc_error(exc) from None
         thread = result["thread"]
         runtime = {
             **(lane.runtime_settings or {}),
@@ -167,7 +169,7 @@ def lane_fork(
         op="fork", lane=forked, detail=f"forked from {lane.ref}", surface=surface
     )
     try:
-        rpc(forked, "thread/name/set", {"threadId": forked.thread_id, "name": name})
+        rpc(forked, THREAD_NAME_SET, {"threadId": forked.thread_id, "name": name})
     except DispatchError:
         pass  # the title is ours either way
     return forked
@@ -177,13 +179,10 @@ def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
     with audit_failures(op="rollback", lane=lane, surface=surface):
         lane_prepare_write(lane)
         lane_busy_check(lane)
-        try:
-            lane_rpc(
-                lane, "thread/rollback", {"threadId": lane.thread_id, "numTurns": turns}
-            )
-        except gateway.RpcFailed as exc:
-            if not method_unavailable(exc):
-                raise gateway.classify_rpc_error(exc) from None
+        params = {"threadId": lane.thread_id, "numTurns": turns}
+        with gateway.rpc_errors(tolerate=is_unknown_method_error) as unknown:
+            lane_rpc(lane, THREAD_ROLLBACK, params)
+        if unknown.error is not None:
             version = app_server_version(lane.host)
             raise CapabilityUnavailableError(
                 f"rollback is unavailable: codex app-server {version} on host "
@@ -193,9 +192,9 @@ def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
                     f"`dispatch lane fork {lane.ref} --name NAME --last-turn-id TURN`"
                     f" (turn ids: `dispatch tail {lane.ref}`)"
                 ),
-                data={"method": "thread/rollback", "app_server_version": version},
-            ) from None
-        Lane.objects.filter(pk=lane.pk).update(status=Lane.Status.IDLE)
+                data={"method": THREAD_ROLLBACK, "app_server_version": version},
+            )
+        lane_mark_rolled_back(lane_id=lane.pk)
         lane.refresh_from_db()
     audit_record(
         op="rollback", lane=lane, detail=f"rolled back {turns} turn(s)", surface=surface
@@ -206,14 +205,12 @@ def lane_compact(*, lane: Lane, surface: str) -> dict[str, Any]:
     with audit_failures(op="compact", lane=lane, surface=surface):
         lane_prepare_write(lane)
         lane_busy_check(lane)
-        try:
+        with gateway.rpc_errors(tolerate=is_active_turn_error) as running:
             lane_rpc(lane, "thread/compact/start", {"threadId": lane.thread_id})
-        except gateway.RpcFailed as exc:
-            if "active turn" in exc.message:
-                raise LaneBusyError(
-                    f"lane {lane.ref} is running a turn; compact it when idle",
-                    hint=f"wait, or stop it with `dispatch stop {lane.ref}`",
-                ) from None
-            raise gateway.classify_rpc_error(exc) from None
+        if running.error is not None:
+            raise LaneBusyError(
+                f"lane {lane.ref} is running a turn; compact it when idle",
+                hint=f"wait, or stop it with `dispatch stop {lane.ref}`",
+            )
     audit_record(op="compact", lane=lane, detail="compaction started", surface=surface)
     return {"op": "compact", "detail": "compaction turn started", "turn_id": None}

@@ -26,17 +26,19 @@ from django.utils import timezone
 from dispatchsite.core.config import load_policy
 from lanes.appserver.binary import app_server_argv
 from lanes.appserver.client import AppServerClient
+from lanes.appserver.protocol import THREAD_RESUME, THREAD_TURNS_LIST, TURN_START
+from lanes.journal.lane_state import lanes_mark_turns_lost
 from lanes.journal.reader import frame_text
 from lanes.journal.writer import JOURNAL_GROUP, SeqCounter, journal_write_batch
-from lanes.services.queue import (
+from lanes.turns import turn_start_params
+from lanes.worker import recovery
+from lanes.worker.gateway import command_channel
+from lanes.worker.queue import (
     lanes_with_pending,
     queued_message_claim_next,
     queued_message_mark_failed,
     queued_message_mark_sent,
 )
-from lanes.turns import turn_start_params
-from lanes.worker import recovery
-from lanes.worker.gateway import command_channel
 from lanes.worker.server_requests import server_request_answer, server_request_record
 
 log = logging.getLogger("dispatch.worker")
@@ -123,7 +125,7 @@ class Worker:
             self.app_server_restarts += 1
             log.warning("app-server exited (%s); restarting", self.client.returncode)
             await self.flush_journal()
-            await db(recovery.lanes_mark_turns_lost)(
+            await db(lanes_mark_turns_lost)(
                 host=self.host, reason="the app-server exited during this turn"
             )
 
@@ -139,7 +141,7 @@ class Worker:
         )
         await client.start()
         self.client = client
-        await db(recovery.lanes_mark_turns_lost)(
+        await db(lanes_mark_turns_lost)(
             host=self.host, reason="dispatch restarted during this turn"
         )
         await self.reconcile()
@@ -159,7 +161,7 @@ class Worker:
             async with limit:
                 try:
                     await client.request(
-                        "thread/resume", {"threadId": thread_id, "excludeTurns": True}
+                        THREAD_RESUME, {"threadId": thread_id, "excludeTurns": True}
                     )
                 except Exception as exc:  # e.g. a lane that never ran a turn
                     log.info("resume %s: %s", thread_id, exc)
@@ -176,7 +178,7 @@ class Worker:
         assert self.client is not None
         try:
             page = await self.client.request(
-                "thread/turns/list",
+                THREAD_TURNS_LIST,
                 {"threadId": thread_id, "limit": 5, "itemsView": "full"},
             )
         except Exception as exc:
@@ -302,7 +304,7 @@ class Worker:
                 client_message_id=str(message.client_message_id),
             )
             try:
-                result = await self.client.request("turn/start", params)
+                result = await self.client.request(TURN_START, params)
             except Exception as exc:
                 if self.client.is_running:
                     await db(queued_message_mark_failed)(

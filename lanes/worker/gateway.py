@@ -9,12 +9,16 @@ that must not be lost is written to the DB before the wake-up is sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
 from dispatchsite.core.errors import AppServerError, NotFoundError, ValidationError
+from lanes.appserver.protocol import is_not_found_error
 
 # channels, channels_redis and redis are imported inside the functions that
 # talk to the worker: read-only CLI calls never pay for them.
@@ -122,7 +126,30 @@ def notify_worker(host: str, message: dict[str, Any]) -> None:
 def classify_rpc_error(
     exc: RpcFailed,
 ) -> AppServerError | ValidationError | NotFoundError:
-    text = exc.message.lower()
-    if "not found" in text or "no rollout" in text:
+    if is_not_found_error(exc.message):
         return NotFoundError(exc.message)
     return exc
+
+
+@dataclass
+class Tolerated:
+    """The app-server error a `rpc_errors` block let pass, if any."""
+
+    error: RpcFailed | None = None
+
+
+@contextlib.contextmanager
+def rpc_errors(*, tolerate: Callable[[str], bool] | None = None) -> Iterator[Tolerated]:
+    """Raise an app-server error in the block as the dispatch error it means.
+
+    An error whose message `tolerate` accepts ends the block quietly instead
+    and is left in the yielded `Tolerated`, for a caller that recovers from
+    that one case (a thread codex no longer has, a method this codex lacks).
+    """
+    tolerated = Tolerated()
+    try:
+        yield tolerated
+    except RpcFailed as exc:
+        if tolerate is None or not tolerate(exc.message):
+            raise classify_rpc_error(exc) from None
+        tolerated.error = exc

@@ -34,31 +34,6 @@ def worker_lease_release(*, host: str, pid: int) -> None:
     WorkerLease.objects.filter(host=host, pid=pid).delete()
 
 
-def lanes_mark_turns_lost(*, host: str, reason: str) -> int:
-    """Turns that were running in a dead app-server are over: say so.
-
-    They do not hold the queue: the operator did not stop them, and the
-    queued work should continue once the app-server is back.
-    """
-    now = timezone.now()
-    lost = (
-        Lane.objects.filter(host=host)
-        .exclude(active_turn_id="")
-        .exclude(status=Lane.Status.ARCHIVED)
-    )
-    count = lost.update(
-        active_turn_id="",
-        latest_turn_status="interrupted",
-        latest_error=reason,
-        latest_error_at=now,
-        status=Lane.Status.IDLE,
-    )
-    Lane.objects.filter(
-        host=host, status__in=[Lane.Status.BUSY, Lane.Status.WAITING_APPROVAL]
-    ).update(status=Lane.Status.IDLE)
-    return count
-
-
 def lanes_to_resume(*, host: str) -> list[str]:
     # Attached lanes stay observe-only: resuming them here would make this
     # app-server a second writer of a thread another process owns.

@@ -13,13 +13,14 @@ from typing import Any
 from django.utils import timezone
 
 from dispatchsite.core.config import Policy
+from lanes.appserver.protocol import (
+    ITEM_APPROVAL_METHODS,
+    LEGACY_APPROVAL_METHODS,
+    MCP_ELICITATION,
+    REQUEST_USER_INPUT,
+)
 from lanes.journal.writer import thread_of
 from lanes.models import AuditEntry, Lane, ServerRequest
-
-APPROVALS = {
-    "item/commandExecution/requestApproval",
-    "item/fileChange/requestApproval",
-}
 
 
 def server_request_record(*, message: dict[str, Any]) -> ServerRequest:
@@ -33,13 +34,13 @@ def server_request_record(*, message: dict[str, Any]) -> ServerRequest:
 
 
 def policy_answer(method: str, policy: Policy) -> dict[str, Any] | None:
-    if method in APPROVALS:
+    if method in ITEM_APPROVAL_METHODS:
         return {"decision": "accept" if policy.approvals == "accept" else "decline"}
-    if method in {"execCommandApproval", "applyPatchApproval"}:
+    if method in LEGACY_APPROVAL_METHODS:
         return {"decision": "approved" if policy.approvals == "accept" else "denied"}
-    if method == "item/tool/requestUserInput":
+    if method == REQUEST_USER_INPUT:
         return {"answers": {}}
-    if method == "mcpServer/elicitation/request":
+    if method == MCP_ELICITATION:
         return {"action": "decline", "content": None}
     if method == "item/tool/call":
         return {

@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from lanes.appserver.binary import CodexConfigError, preflight_config
-from lanes.appserver.client import (
-    AppServerClient,
+from lanes.appserver.client import AppServerClient
+from lanes.appserver.errors import (
     AppServerClosed,
     AppServerStartError,
     AppServerTimeout,

@@ -12,8 +12,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from lanes.history import indexing
-from lanes.history.search import ItemFilter, query_parse, search_index
+from lanes.history.search.filters import ItemFilter
+from lanes.history.search.index import search_index
+from lanes.history.search.query import query_parse
+from lanes.journal import indexing
 from lanes.journal.retention import journal_compact, journal_prune
 from lanes.journal.writer import SeqCounter, journal_write_batch
 from lanes.models import LaneEvent
@@ -351,16 +353,13 @@ def test_it_writes_journal_rows_the_orm_reads_back_unchanged() -> None:
     assert [frame for _, frame in result.frames] == [e.as_frame() for e in events]
 
 
-def test_it_schedules_journal_upkeep_in_celery_beat() -> None:
-    from django_celery_beat.models import PeriodicTask
-
-    from lanes.journal.retention import journal_schedule_ensure
+def test_it_registers_journal_upkeep_for_celery_beat() -> None:
+    from dispatchsite.core.schedules import beat_entries
     from lanes.tasks import journal_maintain
 
-    journal_schedule_ensure(every_minutes=10)
-    journal_schedule_ensure(every_minutes=10)
-    task = PeriodicTask.objects.get(task="lanes.journal_maintain")
-    assert task.enabled and task.interval.every == 10
+    entry = next(e for e in beat_entries() if e.task == "lanes.journal_maintain")
+    assert entry.name == "dispatch: journal compact + prune"
+    assert entry.every_seconds == 15 * 60
     journal_write_batch(turn_messages("t1"), SeqCounter())
     age_events(7200)
     assert journal_maintain()["compacted"] == 3

@@ -26,13 +26,9 @@ import pytest
 from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
 from dispatchsite.runtime import home
 from dispatchsite.runtime.lifecycle import stack_down, stack_up
-from dispatchsite.runtime.supervisor import (
-    BACKOFF_MAX_S,
-    Child,
-    Supervisor,
-    build_children,
-    proc_start_token,
-)
+from dispatchsite.runtime.processes import proc_start_token
+from dispatchsite.runtime.stack import BACKOFF_MAX_S, Child, build_children
+from dispatchsite.runtime.supervisor import Supervisor
 from tests.runtime import HOST, REPO, cli, cli_env, dispatch_home, fake_codex, pid_gone
 
 pytestmark = pytest.mark.timeout(240)

@@ -227,7 +227,7 @@ class Stack:
         wait_for(ready, timeout=30, what=f"worker ready ({self.root}/worker.log)")
 
     def start_web(self, port: int | None = None) -> None:
-        from dispatchsite.runtime.supervisor import web_argv
+        from dispatchsite.runtime.stack import web_argv
 
         port = port or free_port()
         # `dispatch up` passes DISPATCH_WS_PING_* (settings); here only a

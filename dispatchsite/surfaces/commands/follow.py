@@ -38,9 +38,9 @@ from dispatchsite.core.errors import (
     ValidationError,
     error_from_body,
 )
+from dispatchsite.surfaces.daemon import UP_FIX, local_base_url, resolve_token
 from lanes.journal.reader import STREAM_MAX_LANES
 
-UP_FIX = "run `dispatch up` (or point DISPATCH_URL at a running dispatch)"
 OPEN_TIMEOUT_S = 5.0
 RETRY_MAX_S = 5.0
 
@@ -176,10 +176,9 @@ class Follower:
 
     def renew_token(self) -> bool:
         """Replace a refused local token once (e.g. after a registry reset)."""
-        if self.token_renewed or os.environ.get("DISPATCH_TOKEN"):
+        if self.token_renewed:
             return False
-        from dispatchsite.surfaces.mcp import resolve_token
-
+        # $DISPATCH_TOKEN comes back unchanged: it is never renewed.
         self.token_renewed = True
         fresh = resolve_token(self.token)
         if not fresh or fresh == self.token:
@@ -208,8 +207,6 @@ def configure_follow(parser: argparse.ArgumentParser) -> None:
     switch_takes=("lane", "after"),
 )
 def watch_follow(args: argparse.Namespace) -> Any:
-    from dispatchsite.surfaces.mcp import local_base_url, resolve_token
-
     base_url = local_base_url()
     if not base_url:
         raise DispatchError("dispatch is not running", hint=UP_FIX)

@@ -30,6 +30,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     configure=configure,
 )
 def mcp_command(args: argparse.Namespace) -> None:
-    from dispatchsite.surfaces.mcp import run_mcp
+    from dispatchsite.surfaces.mcp.serve import run_mcp
 
     run_mcp(http=args.http, port=args.port)

@@ -15,15 +15,8 @@
   const tokensLabel = document.getElementById("live-tokens");
   const emptyNote = document.getElementById("live-empty");
 
-  const APPROVAL_METHODS = new Set([
-    "item/commandExecution/requestApproval",
-    "item/fileChange/requestApproval",
-    "item/permissions/requestApproval",
-    "item/tool/requestUserInput",
-    "mcpServer/elicitation/request",
-    "execCommandApproval",
-    "applyPatchApproval",
-  ]);
+  // The server's list (lanes.appserver.protocol), so the page keeps no copy.
+  const APPROVAL_METHODS = new Set(config.approvalMethods);
   const REFUSALS = {
     4400: "bad request",
     4401: "not authorized: log in again",

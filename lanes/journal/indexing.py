@@ -22,6 +22,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from lanes.appserver.protocol import (
+    ITEM_COMPLETED,
+    ITEM_STARTED,
+    TURN_COMPLETED,
+    TURN_STARTED,
+)
 from lanes.journal.eventstore import datetime_adapter
 from lanes.models.index import ITEM_ID_MAX, ITEM_TEXT_MAX_CHARS, LaneItem, LaneTurn
 
@@ -33,8 +39,8 @@ PAYLOAD_MAX_BYTES = 64 * 1024
 TEXT_TAIL_CHARS = 4_000
 FILES_MAX = 50
 FILE_KEYS = ("path", "file", "filePath", "file_path")
-ITEM_METHODS = {"item/started", "item/completed"}
-TURN_METHODS = {"turn/started", "turn/completed"}
+ITEM_METHODS = {ITEM_STARTED, ITEM_COMPLETED}
+TURN_METHODS = {TURN_STARTED, TURN_COMPLETED}
 INDEXED_METHODS = ITEM_METHODS | TURN_METHODS
 ROLES = {
     "userMessage": "user",
@@ -374,7 +380,7 @@ def collect(
             if row is None:
                 continue
             key = (thread_id, row.item_id)
-            if method == "item/completed":
+            if method == ITEM_COMPLETED:
                 first = started.pop(key, None)
                 if first is not None and not item.get("startedAtMs"):
                     row.created_at = first.created_at
@@ -388,7 +394,7 @@ def collect(
             continue
         key = (thread_id, str(turn["id"]))
         fields = turns.setdefault(key, {})
-        if method == "turn/started":
+        if method == TURN_STARTED:
             fields["status"] = fields.get("status") or "inProgress"
             fields["started_at"] = s_time(turn.get("startedAt")) or seen_at
             fields["live_started"] = True

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
+from lanes.journal.lane_state import lane_mark_turn_started
 from lanes.models import AuditEntry, Lane, QueuedMessage
-from lanes.turns import lane_mark_turn_started
 
 
 def queued_message_enqueue(*, lane: Lane, text: str) -> QueuedMessage:

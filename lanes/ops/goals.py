@@ -1,0 +1,110 @@
+"""Goal ops: a lane's native Codex goal (an active goal starts turns by itself)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dispatchsite.core.registry import OpContext, OpInput, define_op
+from lanes import services
+from lanes.ops.schemas import (
+    DESTROY,
+    READ,
+    SELECTOR,
+    WRITE,
+    GoalOut,
+    LaneIdentityOut,
+    LaneSelectorIn,
+)
+from lanes.presenters import goal_view, lane_identity
+from lanes.selectors import resolve_lane
+
+# Goal states a user may set; usageLimited/budgetLimited are Codex's own.
+GoalStatus = Literal["active", "paused", "blocked", "complete"]
+
+
+class GoalViewOut(LaneIdentityOut):
+    goal: GoalOut | None
+
+
+class GoalClearOut(GoalViewOut):
+    cleared: bool
+
+
+@define_op(
+    id="goal-get",
+    summary="show a lane's native Codex goal",
+    intent="read",
+    idempotent=True,
+    input=LaneSelectorIn,
+    output=GoalViewOut,
+    cli="goal status",
+    positionals=("lane",),
+    http=("GET", "/lanes/{lane}/goal"),
+    mcp_tool=READ,
+    mcp_action="goal_get",
+)
+def goal_get(data: LaneSelectorIn, ctx: OpContext) -> dict[str, Any]:
+    lane = resolve_lane(data.lane)
+    goal = services.goal_fetch(lane=lane)
+    return {**lane_identity(lane), "goal": goal_view(goal)}
+
+
+class GoalSetIn(OpInput):
+    lane: str = Field(description=SELECTOR)
+    objective: str | None = Field(
+        None, description="the objective (required when the lane has no goal yet)"
+    )
+    status: GoalStatus | None = Field(
+        None, description="active|paused|blocked|complete"
+    )
+    token_budget: int | None = Field(
+        None, ge=1, description="stop after this many tokens"
+    )
+
+
+@define_op(
+    id="goal-set",
+    summary="create or update a lane's goal (an active goal starts turns by itself)",
+    intent="write",
+    idempotent=False,
+    input=GoalSetIn,
+    output=GoalViewOut,
+    cli="goal set",
+    positionals=("lane", "objective"),
+    http=("POST", "/lanes/{lane}/goal"),
+    mcp_tool=WRITE,
+    mcp_action="goal_set",
+)
+def goal_set(data: GoalSetIn, ctx: OpContext) -> dict[str, Any]:
+    lane = resolve_lane(data.lane, for_write=True)
+    goal = services.lane_goal_set(
+        lane=lane,
+        objective=data.objective,
+        status=data.status,
+        token_budget=data.token_budget,
+        surface=ctx.surface,
+    )
+    lane.refresh_from_db()
+    return {**lane_identity(lane), "goal": goal_view(goal)}
+
+
+@define_op(
+    id="goal-clear",
+    summary="clear a lane's goal",
+    intent="destroy",
+    idempotent=True,
+    input=LaneSelectorIn,
+    output=GoalClearOut,
+    cli="goal clear",
+    positionals=("lane",),
+    http=("DELETE", "/lanes/{lane}/goal"),
+    mcp_tool=DESTROY,
+    mcp_action="goal_clear",
+)
+def goal_clear(data: LaneSelectorIn, ctx: OpContext) -> dict[str, Any]:
+    lane = resolve_lane(data.lane, for_write=True)
+    cleared = services.lane_goal_clear(lane=lane, surface=ctx.surface)
+    lane.refresh_from_db()
+    return {**lane_identity(lane), "goal": None, "cleared": cleared}

@@ -1,0 +1,28 @@
+"""Reply rows several lane op modules build the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lanes.history.sync import sync_view
+from lanes.models import Lane
+from lanes.models.index import LaneSyncState
+from lanes.presenters import lane_identity, lane_list_item
+
+
+def ack(lane: Lane, fields: dict[str, Any]) -> dict[str, Any]:
+    # The service changed the lane's row; reply with its state after the call.
+    lane.refresh_from_db()
+    return {**lane_identity(lane), "accepted": True, **fields}
+
+
+def sync_states(lanes: list[Lane]) -> dict[str, LaneSyncState]:
+    ids = [lane.thread_id for lane in lanes]
+    return {
+        state.thread_id: state
+        for state in LaneSyncState.objects.filter(thread_id__in=ids)
+    }
+
+
+def lane_row(lane: Lane, states: dict[str, LaneSyncState]) -> dict[str, Any]:
+    return {**lane_list_item(lane), "sync": sync_view(states.get(lane.thread_id), lane)}
