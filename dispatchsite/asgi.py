@@ -10,10 +10,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatchsite.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from lanes.realtime.routing import websocket_urlpatterns  # noqa: E402
+
+CLOSE_NOT_FOUND = 4404
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any other websocket path: URLRouter would raise (an HTTP 500 on the
+    handshake). Accept, then close with 4404: a close before accept becomes
+    an HTTP 403 and the client would never see the code."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)
+
 
 # daphne serves no static files itself; dispatch is a local, single-host
 # web tier, so Django serves the admin's and the live page's assets.
@@ -22,6 +37,10 @@ from lanes.realtime.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        "websocket": AuthMiddlewareStack(
+            URLRouter(
+                [*websocket_urlpatterns, re_path(r"", UnknownPathConsumer.as_asgi())]
+            )
+        ),
     }
 )

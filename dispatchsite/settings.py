@@ -1,12 +1,14 @@
 """One environment-driven settings module with zero-config defaults.
 
 DISPATCH_HOME holds the SQLite database, run/ state (pidfiles, the private
-Redis socket), logs/ and config.toml. Nothing here touches the filesystem:
-commands that need the directories create them and report failures.
+Redis socket), logs/, config.toml and secret_key. Nothing here creates or
+changes a file (secret_key is only read): commands that need the directories
+create them and report failures.
 """
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 
@@ -30,6 +32,11 @@ DISPATCH_EVENT_RETENTION_DAYS = env_int("DISPATCH_EVENT_RETENTION_DAYS", 0, mini
 # what daphne buffers for it is bounded by this much of its stream.
 DISPATCH_WS_PING_INTERVAL = env_int("DISPATCH_WS_PING_INTERVAL", 5, minimum=1)
 DISPATCH_WS_PING_TIMEOUT = env_int("DISPATCH_WS_PING_TIMEOUT", 10, minimum=1)
+# A socket opened with a token re-checks it this often, so revoking (or the
+# expiry of) a token closes its open streams within that many seconds.
+DISPATCH_WS_TOKEN_RECHECK_SECONDS = env_int(
+    "DISPATCH_WS_TOKEN_RECHECK_SECONDS", 2, minimum=1
+)
 DISPATCH_DELTA_COMPACT_AFTER_SECONDS = env_int(
     "DISPATCH_DELTA_COMPACT_AFTER_SECONDS", 3600, minimum=0
 )
@@ -44,9 +51,34 @@ if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         f"DISPATCH_REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://"
     )
 
-SECRET_KEY = env_str("DISPATCH_SECRET_KEY", "dispatch-local-only-not-secret")
+
+def _home_secret_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+# `dispatch up` writes DISPATCH_HOME/secret_key (runtime/home.py) before it
+# starts the web server. A process without it (a CLI call before the first
+# `up`) signs with a throwaway key: only the web server's sessions use it.
+SECRET_KEY = (
+    env_str("DISPATCH_SECRET_KEY")
+    or _home_secret_key(DISPATCH_HOME / "secret_key")
+    or secrets.token_urlsafe(50)
+)
 DEBUG = env_bool("DISPATCH_DEBUG", False)
-ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver", "*"]
+
+
+def allowed_hosts() -> list[str]:
+    """The loopback names the server is bound to, plus DISPATCH_ALLOWED_HOSTS
+    (comma-separated). Never "*": a page on any site could otherwise reach
+    the local server by rebinding its own name to 127.0.0.1."""
+    extra = [h.strip() for h in env_str("DISPATCH_ALLOWED_HOSTS").split(",")]
+    return ["127.0.0.1", "localhost", "[::1]", *(h for h in extra if h)]
+
+
+ALLOWED_HOSTS = allowed_hosts()
 
 # Each app registers its own ops, commands and beat entries (autodiscovery).
 DISPATCH_APPS = [
@@ -80,7 +112,16 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dispatchsite.surfaces.api.api_method_not_allowed",
 ]
+# SecurityMiddleware sends nosniff and this referrer policy; not "no-referrer",
+# which makes browsers send `Origin: null` on POSTs and fail the admin's CSRF.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Under /api/ a CSRF failure answers the API's JSON error body.
+CSRF_FAILURE_VIEW = "dispatchsite.urls.csrf_failure"
 
 ROOT_URLCONF = "dispatchsite.urls"
 ASGI_APPLICATION = "dispatchsite.asgi.application"

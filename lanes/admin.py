@@ -63,11 +63,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
     """Execute one op for the admin; report failures as messages."""
     from dispatchsite.core.errors import DispatchError
-    from dispatchsite.core.registry import OpContext, execute
+    from dispatchsite.core.registry import Origin, execute
 
     actor = getattr(request.user, "get_username", lambda: "")()
     try:
-        execute(op_id, params, OpContext(surface="admin", actor=f"admin:{actor}"))
+        execute(op_id, params, Origin(surface="admin", actor=f"admin:{actor}"))
     except DispatchError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
         messages.error(request, f"{op_id} {params}: {exc.message}{hint}")

@@ -65,12 +65,12 @@ def live(request: HttpRequest, selector: str) -> HttpResponse:
 
 
 def run_send(lane_ref: str, text: str, mode: str, actor: str) -> dict[str, Any]:
-    from dispatchsite.core.registry import OpContext, execute
+    from dispatchsite.core.registry import Origin, execute
 
     return execute(
         "send",
         {"lane": lane_ref, "text": text, "mode": mode},
-        OpContext(surface="admin", actor=actor),
+        Origin(surface="admin", actor=actor),
     )
 
 

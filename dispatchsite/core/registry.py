@@ -13,35 +13,79 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from dispatchsite.core.errors import DispatchError, ValidationError
+from dispatchsite.core.origin import Origin
 
 Intent = Literal["read", "write", "destroy"]
-Surface = Literal["cli", "rest", "mcp", "admin", "celery", "worker", "test"]
 
 # Input fields the surfaces fill themselves (e.g. from CODEX_THREAD_ID); they
 # never appear as CLI flags or in published schemas.
 INTERNAL: JsonDict = {"x-dispatch-internal": True}
 
 
+def string_problem(text: str) -> str:
+    """Why `text` cannot be stored or sent on, or "" when it can."""
+    if "\x00" in text:
+        return "contains a NUL byte"
+    if text.isascii():
+        return ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (JSON "\ud800") cannot be encoded anywhere.
+        return "contains a lone surrogate (not valid Unicode text)"
+    return ""
+
+
+def unsafe_string(value: Any, where: str) -> tuple[str, str] | None:
+    """(field path, problem) of the first unusable string inside `value`."""
+    if isinstance(value, str):
+        problem = string_problem(value)
+        return (where, problem) if problem else None
+    if isinstance(value, BaseModel):
+        items: Any = value.__dict__.items()
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = unsafe_string(item, f"{where}.{key}" if where else str(key))
+        if found is None and isinstance(key, str):
+            found = unsafe_string(key, where or "input")
+        if found is not None:
+            return found
+    return None
+
+
 class OpInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_strings(self) -> OpInput:
+        # One check for every op on every surface: such strings would fail
+        # later (SQLite, JSON encoding, the app-server) as a 500, after side
+        # effects.
+        found = unsafe_string(self, "")
+        if found is not None:
+            raise PydanticCustomError(
+                "unsafe_string",
+                "{field}: {problem}",
+                {"field": found[0], "problem": found[1]},
+            )
+        return self
 
 
 class OpOutput(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-@dataclass(frozen=True)
-class OpContext:
-    surface: Surface
-    caller_thread_id: str | None = None
-    actor: str = ""
-
-
-Handler = Callable[[Any, OpContext], Any]
+Handler = Callable[[Any, Origin], Any]
 H = TypeVar("H", bound=Handler)
 
 
@@ -157,6 +201,9 @@ def public_schema(model: type[BaseModel]) -> dict[str, Any]:
 def validation_message(exc: pydantic.ValidationError) -> str:
     parts = []
     for error in exc.errors():
+        if not error["loc"] and error["type"] == "unsafe_string":
+            parts.append(error["msg"])  # the message names the field
+            continue
         where = ".".join(str(p) for p in error["loc"]) or "input"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
@@ -172,7 +219,7 @@ def parse_input(op: Op, params: dict[str, Any]) -> OpInput:
         ) from None
 
 
-def execute(op_id: str, params: dict[str, Any], ctx: OpContext) -> dict[str, Any]:
+def execute(op_id: str, params: dict[str, Any], ctx: Origin) -> dict[str, Any]:
     """Validate, run the handler, and return the JSON-ready output."""
     op = load_ops().get(op_id)
     if op is None:

@@ -29,6 +29,7 @@ PLUGIN_ASSETS = (
     "skills/dm/SKILL.md",
 )
 AUTH_FILES = ("auth.json", "credentials.json")
+LOOSE_SHOWN = 10
 
 
 def check(
@@ -228,7 +229,25 @@ def _check_dispatch_home() -> dict[str, Any]:
         home.ensure_home()
     except DispatchError as exc:
         return check("dispatch_home", FAIL, exc.message, recovery=exc.hint, data=data)
-    return check("dispatch_home", OK, f"{home.home_dir()} is writable", data=data)
+    # The database holds session keys, token hashes and transcripts.
+    loose = home.home_loose_paths()
+    if loose:
+        shown = [str(path) for path in loose[:LOOSE_SHOWN]]
+        more = len(loose) - len(shown)
+        return check(
+            "dispatch_home",
+            WARN,
+            f"{len(loose)} paths in {home.home_dir()} are open to other users",
+            detail=", ".join(shown) + (f" and {more} more" if more else ""),
+            recovery=(
+                "run `dispatch up`, which makes the home owner-only, or "
+                f"`chmod -R go-rwx {home.home_dir()}`"
+            ),
+            data={**data, "loose": shown},
+        )
+    return check(
+        "dispatch_home", OK, f"{home.home_dir()} is writable and owner-only", data=data
+    )
 
 
 def _check_dispatch_config() -> dict[str, Any]:

@@ -1,18 +1,26 @@
 """DISPATCH_HOME layout: where the daemon keeps its pidfile, state and logs.
 
-DISPATCH_HOME/
+DISPATCH_HOME/        (everything owner-only: 0700 folders, 0600 files)
   dispatch.sqlite3     the registry (SQLite default)
   config.toml          local policy
-  run/  (0700)         supervisor.pid, supervisor.json, redis.sock,
+  secret_key           Django's SECRET_KEY for this home (settings.py reads it)
+  run/                 supervisor.pid, supervisor.json, redis.sock,
                        worker-<host>.json, locks
   logs/                <component>.log
+
+The database holds session keys, token hashes and transcripts, so no other
+local user may read anything here: `up` sets OWNER_UMASK for itself and every
+process it starts, and tightens an existing home (home_secure).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,10 @@ from django.conf import settings
 from dispatchsite.core.errors import ValidationError
 
 WRITABLE_FIX = "set DISPATCH_HOME to a writable directory"
+OWNER_UMASK = 0o077
+# Group and other permission bits: none may be set on anything in the home.
+LOOSE_BITS = 0o077
+SECRET_KEY_FILENAME = "secret_key"  # settings.py reads DISPATCH_HOME/secret_key
 
 
 def home_dir() -> Path:
@@ -74,22 +86,26 @@ def log_file(component: str) -> Path:
     return log_dir() / f"{component}.log"
 
 
+def secret_key_file() -> Path:
+    return home_dir() / SECRET_KEY_FILENAME
+
+
 def ensure_home() -> None:
-    """Create DISPATCH_HOME, run/ (0700) and logs/, and prove they are writable.
+    """Create DISPATCH_HOME, run/ and logs/ (0700), and prove they are writable.
 
     Permission bits do not stop root, so writability is checked by creating a
     file rather than with os.access().
     """
     home = home_dir()
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        run = run_dir()
-        run.mkdir(mode=0o700, exist_ok=True)
-        # mkdir's mode is filtered by the umask and ignored for an existing
-        # directory; the socket and pidfiles are only private with 0700.
-        run.chmod(0o700)
-        log_dir().mkdir(exist_ok=True)
-        for directory in (home, run, log_dir()):
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in (run_dir(), log_dir()):
+            # mkdir's mode only applies to a new directory (and the umask can
+            # only narrow it); `up` tightens the rest of an existing home.
+            directory.mkdir(mode=0o700, exist_ok=True)
+        # The socket and pidfiles are only private with 0700, whoever runs.
+        run_dir().chmod(0o700)
+        for directory in (home, run_dir(), log_dir()):
             fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=directory)
             os.close(fd)
             os.unlink(probe)
@@ -101,6 +117,109 @@ def ensure_home() -> None:
             hint=WRITABLE_FIX,
             data={"dispatch_home": str(home)},
         ) from None
+
+
+def owner_only_umask() -> None:
+    """Make every file this process (and its children) creates owner-only."""
+    os.umask(OWNER_UMASK)
+
+
+def _children(directory: Path) -> list[tuple[Path, os.stat_result]]:
+    """The entries of `directory` except symlinks, which are never followed."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = list(listing)
+    except OSError:
+        return []
+    children = []
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # vanished while listing
+        if not stat.S_ISLNK(info.st_mode):
+            children.append((Path(entry.path), info))
+    return children
+
+
+def _home_entries(
+    visit: Callable[[Path, os.stat_result], None] | None = None,
+) -> list[tuple[Path, os.stat_result]]:
+    """Every folder and file in the home, each visited before its contents.
+
+    Nothing outside the home is reached: the home itself may be a symlink (the
+    user chose it), but no symlink inside it is listed or followed.
+    """
+    root = home_dir()
+    try:
+        todo = [(root, root.stat())]
+    except OSError:
+        return []
+    found = []
+    while todo:
+        directory, info = todo.pop()
+        found.append((directory, info))
+        if visit is not None:
+            visit(directory, info)
+        for path, child in _children(directory):
+            if stat.S_ISDIR(child.st_mode):
+                todo.append((path, child))
+            else:
+                found.append((path, child))
+                if visit is not None:
+                    visit(path, child)
+    return found
+
+
+def home_loose_paths() -> list[Path]:
+    """What in the home group or other users may access (for `doctor`)."""
+    return [path for path, info in _home_entries() if info.st_mode & LOOSE_BITS]
+
+
+def home_secure() -> list[Path]:
+    """Remove group/other bits from the home and everything in it.
+
+    A folder is tightened before it is listed, so once the home is 0700 no
+    other user can swap an entry for a symlink between the lstat and the
+    chmod. Entries of another owner are left alone (`doctor` reports them).
+    Returns what was changed.
+    """
+    fixed: list[Path] = []
+    uid = os.getuid()
+
+    def tighten(path: Path, info: os.stat_result) -> None:
+        if info.st_uid != uid or not info.st_mode & LOOSE_BITS:
+            return
+        try:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~LOOSE_BITS)
+        except OSError:
+            return
+        fixed.append(path)
+
+    _home_entries(tighten)
+    return fixed
+
+
+def secret_key_ensure() -> None:
+    """Give this home its own SECRET_KEY, once; an existing key is kept.
+
+    Written to a private temp file and hard-linked into place, so a reader
+    never sees a partial key and two concurrent `up`s keep the same one.
+    """
+    path = secret_key_file()
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        unlink_quietly(Path(tmp))
 
 
 def now_iso() -> str:

@@ -65,7 +65,13 @@ def stack_up(
 
     With `foreground`, this process becomes the supervisor and never returns.
     """
+    # Before anything is created: the supervisor and its children inherit
+    # the umask, so the database, logs and sockets are owner-only too.
+    home.owner_only_umask()
     home.ensure_home()
+    # A home made by an older dispatch (or another umask) is tightened here.
+    home.home_secure()
+    home.secret_key_ensure()
     with _up_lock():
         pid = running_supervisor_pid()
         if pid is not None:

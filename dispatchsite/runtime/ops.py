@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import OpInput, OpOutput, define_op
 
 DAEMON_READ = "dispatch_daemon_read"
 
@@ -40,7 +41,7 @@ class StatusOut(OpOutput):
     mcp_tool=DAEMON_READ,
     mcp_action="status",
 )
-def status(data: NoInput, ctx: OpContext) -> dict[str, Any]:
+def status(data: NoInput, origin: Origin) -> dict[str, Any]:
     from lanes.models import Lane
 
     counts = {value: 0 for value in Lane.Status.values}
@@ -86,7 +87,7 @@ class LogOut(OpOutput):
     mcp_tool=DAEMON_READ,
     mcp_action="log",
 )
-def audit_log(data: LogIn, ctx: OpContext) -> dict[str, Any]:
+def audit_log(data: LogIn, origin: Origin) -> dict[str, Any]:
     from lanes.models import AuditEntry
 
     return {"actions": [e.as_dict() for e in AuditEntry.objects.all()[: data.limit]]}

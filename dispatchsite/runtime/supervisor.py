@@ -433,6 +433,8 @@ def run_supervisor(args: argparse.Namespace) -> None:
             f"--home {args.home} is not DISPATCH_HOME ({home.home_dir()})",
             hint="start the stack with `dispatch up`",
         )
+    # `up` set it already; a supervisor started by hand must not loosen it.
+    home.owner_only_umask()
 
     def announce(state: dict[str, Any]) -> None:
         result = up_result("started", pid=state["pid"], state=state)

@@ -8,9 +8,12 @@ body shape: `{"error": {"code", "message", "exit_status", "hint"?, "data"?}}`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -50,6 +53,42 @@ def error_response(error: DispatchError) -> HttpResponse:
     return json_response(error.as_dict(), status=error.http_status)
 
 
+def too_large_response() -> HttpResponse:
+    """413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE (Django's own is HTML)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    error = ValidationError(
+        f"the request body is larger than the limit of {limit} bytes",
+        hint="send a smaller body",
+        data={"limit_bytes": limit},
+    )
+    return json_response(error.as_dict(), status=413)
+
+
+def api_method_not_allowed(
+    get_response: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse]:
+    """Middleware: ninja answers a method a route lacks with a text 405; under
+    /api/ it becomes the JSON error body, keeping the Allow header."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        response = get_response(request)
+        if not (
+            isinstance(response, HttpResponseNotAllowed)
+            and request.path.startswith("/api/")
+        ):
+            return response
+        allowed = response["Allow"]
+        error = ValidationError(
+            f"{request.method} is not allowed on {request.path}",
+            hint=f"allowed methods: {allowed}",
+        )
+        answer = json_response(error.as_dict(), status=405)
+        answer["Allow"] = allowed
+        return answer
+
+    return middleware
+
+
 def validation_text(errors: list[dict[str, Any]]) -> str:
     parts = []
     for error in errors:
@@ -79,6 +118,11 @@ def on_request_invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpR
             hint="see the OpenAPI document at /api/v1/openapi.json",
         )
     )
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_large(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    return too_large_response()
 
 
 @api.exception_handler(AuthenticationError)

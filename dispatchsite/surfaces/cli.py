@@ -22,7 +22,8 @@ from pydantic.fields import FieldInfo
 
 from dispatchsite.core.commands import SurfaceCommand, load_commands
 from dispatchsite.core.errors import DispatchError, ValidationError
-from dispatchsite.core.registry import Op, OpContext, execute, internal_fields, load_ops
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
 
 
 class CliUsageError(Exception):
@@ -334,7 +335,7 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
     if op.intent == "destroy":
         confirm_destroy(op, args, params)
     caller = os.environ.get("CODEX_THREAD_ID") or None
-    return execute(op.id, params, OpContext(surface="cli", caller_thread_id=caller))
+    return execute(op.id, params, Origin(surface="cli", caller_thread_id=caller))
 
 
 def main(argv: Sequence[str]) -> int:

@@ -34,7 +34,8 @@ from ninja import Body, Path, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict, create_model
 
 from dispatchsite.core.errors import NotFoundError, ValidationError
-from dispatchsite.core.registry import Op, OpContext, execute, internal_fields, load_ops
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
 
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -69,9 +70,9 @@ def json_response(data: Any, status: int = 200) -> HttpResponse:
     )
 
 
-def op_context(request: HttpRequest) -> OpContext:
+def op_context(request: HttpRequest) -> Origin:
     token = getattr(request, "auth", None)
-    return OpContext(
+    return Origin(
         surface="rest",
         caller_thread_id=request.headers.get(CALLER_HEADER) or None,
         actor=f"token:{token.name}" if token is not None else "",

@@ -33,6 +33,7 @@ from dispatchsite.core.errors import (
     DispatchError,
     LaneBusyError,
 )
+from dispatchsite.core.origin import Origin
 from lanes import services
 from lanes.appserver.protocol import (
     THREAD_ITEMS_LIST,
@@ -283,7 +284,7 @@ def lane_sync(
     max_items: int = DEFAULT_MAX_ITEMS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_seconds: float = DEFAULT_MAX_SECONDS,
-    surface: str,
+    origin: Origin,
 ) -> LaneSyncState:
     """Index (more of) a lane's history; resumable, bounded, idempotent."""
     state, _created = LaneSyncState.objects.get_or_create(thread_id=lane.thread_id)
@@ -350,7 +351,7 @@ def lane_sync(
         lane=lane,
         outcome=error.code if error else "ok",
         detail=error.message if error else detail,
-        surface=surface,
+        origin=origin,
     )
     if error is not None:
         raise error
@@ -365,16 +366,16 @@ def sync_run(
     max_items: int = DEFAULT_MAX_ITEMS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_seconds: float = DEFAULT_MAX_SECONDS,
-    surface: str,
+    origin: Origin,
 ) -> dict[str, Any]:
     """LaneSyncResult for a lane selector or a raw thread id (attached first)."""
     lane, thread_id = resolve_lane_or_thread(selector)
     registered = False
     if lane is None:
-        attached = services.lane_attach(thread_id=thread_id, sync=True, surface=surface)
+        attached = services.lane_attach(thread_id=thread_id, sync=True, origin=origin)
         lane, registered = attached["lane"], bool(attached["registered"])
     else:
-        services.lane_sync_latest(lane=lane, surface=surface)
+        services.lane_sync_latest(lane=lane, origin=origin)
     state = lane_sync(
         lane=lane,
         full=full,
@@ -382,7 +383,7 @@ def sync_run(
         max_items=max_items,
         max_bytes=max_bytes,
         max_seconds=max_seconds,
-        surface=surface,
+        origin=origin,
     )
     lane.refresh_from_db()
     return {

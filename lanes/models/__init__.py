@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from dispatchsite.core.config import Policy
+from dispatchsite.core.origin import Origin
 
 ATTACHED_LOCK_REASON = (
     "attached thread; Dispatch does not own this App Server thread "
@@ -194,6 +195,27 @@ class QueuedMessage(models.Model):
         return f"queued #{self.pk} ({self.status})"
 
 
+class AuditQuerySet(models.QuerySet["AuditEntry"]):
+    def record(
+        self,
+        *,
+        op: str,
+        origin: Origin,
+        lane: Lane | str | None = None,
+        outcome: str = "ok",
+        detail: str = "",
+    ) -> AuditEntry:
+        """One row of the audit log, attributed to where the change came from."""
+        return self.create(
+            op=op,
+            lane=lane.ref if isinstance(lane, Lane) else (lane or ""),
+            outcome=outcome,
+            detail=detail[:500],
+            surface=origin.surface,
+            trigger_id=origin.trigger_id,
+        )
+
+
 class AuditEntry(models.Model):
     ts = models.DateTimeField(default=timezone.now)
     op = models.CharField(max_length=64)
@@ -202,6 +224,8 @@ class AuditEntry(models.Model):
     outcome = models.CharField(max_length=64, default="ok")
     detail = models.TextField(blank=True)
     surface = models.CharField(max_length=16, blank=True)
+
+    objects = AuditQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from django.conf import settings
 from pydantic import BaseModel, Field
 
-from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import OpInput, OpOutput, define_op
 from lanes.catalog import model_catalog
 from lanes.ops.schemas import DAEMON_READ
 
@@ -58,7 +59,7 @@ class ModelCatalogOut(OpOutput):
     mcp_tool=DAEMON_READ,
     mcp_action="models",
 )
-def models(data: ModelsIn, ctx: OpContext) -> dict[str, Any]:
+def models(data: ModelsIn, origin: Origin) -> dict[str, Any]:
     return model_catalog(
         host=settings.DISPATCH_HOST,
         refresh=data.refresh,

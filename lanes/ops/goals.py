@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dispatchsite.core.registry import OpContext, OpInput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import OpInput, define_op
 from lanes import services
 from lanes.ops.schemas import (
     DESTROY,
@@ -45,7 +46,7 @@ class GoalClearOut(GoalViewOut):
     mcp_tool=READ,
     mcp_action="goal_get",
 )
-def goal_get(data: LaneSelectorIn, ctx: OpContext) -> dict[str, Any]:
+def goal_get(data: LaneSelectorIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane)
     goal = services.goal_fetch(lane=lane)
     return {**lane_identity(lane), "goal": goal_view(goal)}
@@ -77,14 +78,14 @@ class GoalSetIn(OpInput):
     mcp_tool=WRITE,
     mcp_action="goal_set",
 )
-def goal_set(data: GoalSetIn, ctx: OpContext) -> dict[str, Any]:
+def goal_set(data: GoalSetIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
     goal = services.lane_goal_set(
         lane=lane,
         objective=data.objective,
         status=data.status,
         token_budget=data.token_budget,
-        surface=ctx.surface,
+        origin=origin,
     )
     lane.refresh_from_db()
     return {**lane_identity(lane), "goal": goal_view(goal)}
@@ -103,8 +104,8 @@ def goal_set(data: GoalSetIn, ctx: OpContext) -> dict[str, Any]:
     mcp_tool=DESTROY,
     mcp_action="goal_clear",
 )
-def goal_clear(data: LaneSelectorIn, ctx: OpContext) -> dict[str, Any]:
+def goal_clear(data: LaneSelectorIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
-    cleared = services.lane_goal_clear(lane=lane, surface=ctx.surface)
+    cleared = services.lane_goal_clear(lane=lane, origin=origin)
     lane.refresh_from_db()
     return {**lane_identity(lane), "goal": None, "cleared": cleared}

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from django.conf import settings
 from pydantic import BaseModel, Field
 
-from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import OpInput, OpOutput, define_op
 from lanes.history import sync as lane_sync
 from lanes.history.overview import history_run
 from lanes.history.search.run import search_run
@@ -88,7 +89,7 @@ class SyncOut(LaneIdentityOut):
     mcp_tool=WRITE,
     mcp_action="sync",
 )
-def sync(data: SyncIn, ctx: OpContext) -> dict[str, Any]:
+def sync(data: SyncIn, origin: Origin) -> dict[str, Any]:
     return lane_sync.sync_run(
         selector=data.lane,
         full=data.full,
@@ -96,7 +97,7 @@ def sync(data: SyncIn, ctx: OpContext) -> dict[str, Any]:
         max_items=data.max_items,
         max_bytes=data.max_bytes,
         max_seconds=data.max_seconds,
-        surface=ctx.surface,
+        origin=origin,
     )
 
 
@@ -222,7 +223,7 @@ class HistoryOut(OpOutput):
     mcp_tool=READ,
     mcp_action="history",
 )
-def history(data: HistoryIn, ctx: OpContext) -> dict[str, Any]:
+def history(data: HistoryIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane) if data.lane else None
     return history_run(
         lane=lane,
@@ -329,7 +330,7 @@ class SearchOut(OpOutput):
     mcp_tool=READ,
     mcp_action="search",
 )
-def search(data: SearchIn, ctx: OpContext) -> dict[str, Any]:
+def search(data: SearchIn, origin: Origin) -> dict[str, Any]:
     return search_run(
         query=data.query,
         lane=data.lane,

@@ -9,7 +9,8 @@ from django.conf import settings
 from pydantic import BaseModel, Field
 
 from dispatchsite.core.errors import DispatchError
-from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import OpInput, OpOutput, define_op
 from lanes import services
 from lanes.history.discovery import threads_discover
 from lanes.history.sync import lane_sync
@@ -63,7 +64,7 @@ class NewOut(LaneListItemOut):
     mcp_tool=WRITE,
     mcp_action="new",
 )
-def new(data: NewIn, ctx: OpContext) -> dict[str, Any]:
+def new(data: NewIn, origin: Origin) -> dict[str, Any]:
     result = services.lane_create(
         name=data.name,
         cwd=os.path.abspath(data.cwd or os.getcwd()),
@@ -74,7 +75,7 @@ def new(data: NewIn, ctx: OpContext) -> dict[str, Any]:
         sandbox=data.sandbox,
         approval_policy=data.approval_policy,
         effort=data.effort,
-        surface=ctx.surface,
+        origin=origin,
     )
     return {
         **lane_row(result["lane"], {}),
@@ -107,16 +108,14 @@ class AttachOut(LaneListItemOut):
     mcp_tool=WRITE,
     mcp_action="attach",
 )
-def attach(data: AttachIn, ctx: OpContext) -> dict[str, Any]:
-    result = services.lane_attach(
-        thread_id=data.thread, sync=data.sync, surface=ctx.surface
-    )
+def attach(data: AttachIn, origin: Origin) -> dict[str, Any]:
+    result = services.lane_attach(thread_id=data.thread, sync=data.sync, origin=origin)
     lane = result["lane"]
     if data.sync:
         try:
             # Bounded, resumable indexing of the history; attaching itself
             # already succeeded, so a failed pass is reported, not raised.
-            lane_sync(lane=lane, surface=ctx.surface)
+            lane_sync(lane=lane, origin=origin)
         except DispatchError:
             pass
         lane.refresh_from_db()
@@ -146,7 +145,7 @@ class ListOut(OpOutput):
     mcp_tool=READ,
     mcp_action="roster",
 )
-def roster(data: ListIn, ctx: OpContext) -> dict[str, Any]:
+def roster(data: ListIn, origin: Origin) -> dict[str, Any]:
     lanes = list(Lane.objects.visible(include_archived=data.include_archived))
     states = sync_states(lanes)
     return {"lanes": [lane_row(lane, states) for lane in lanes]}
@@ -187,7 +186,7 @@ class DiscoverOut(OpOutput):
     mcp_tool=READ,
     mcp_action="discover",
 )
-def discover(data: DiscoverIn, ctx: OpContext) -> dict[str, Any]:
+def discover(data: DiscoverIn, origin: Origin) -> dict[str, Any]:
     return {
         "sessions": threads_discover(
             host=settings.DISPATCH_HOST, limit=data.limit, archived=data.archived
@@ -230,7 +229,7 @@ class GetOut(LaneListItemOut):
     mcp_tool=READ,
     mcp_action="show",
 )
-def show(data: GetIn, ctx: OpContext) -> dict[str, Any]:
+def show(data: GetIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane)
     counts = {status: 0 for status in QueuedMessage.Status.values}
     for status in lane.queue.values_list("status", flat=True):
@@ -274,7 +273,7 @@ class TranscriptOut(LaneIdentityOut):
     mcp_tool=READ,
     mcp_action="transcript",
 )
-def transcript(data: TranscriptIn, ctx: OpContext) -> dict[str, Any]:
+def transcript(data: TranscriptIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane)
     items, source = transcript_items(lane=lane, limit=data.limit)
     return {**lane_identity(lane), "items": items, "transcript_source": source}

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dispatchsite.core.registry import INTERNAL, OpContext, OpInput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import INTERNAL, OpInput, define_op
 from lanes import services
 from lanes.ops.replies import ack
 from lanes.ops.schemas import WRITE, ActionAckOut
@@ -42,15 +43,15 @@ class SendIn(OpInput):
     mcp_tool=WRITE,
     mcp_action="send",
 )
-def send(data: SendIn, ctx: OpContext) -> dict[str, Any]:
+def send(data: SendIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
     result = services.lane_send(
         lane=lane,
         text=data.text,
         mode=data.mode,
         intro=data.intro,
-        caller_thread_id=data.caller_thread_id or ctx.caller_thread_id,
-        surface=ctx.surface,
+        caller_thread_id=data.caller_thread_id or origin.caller_thread_id,
+        origin=origin,
     )
     return ack(lane, result)
 
@@ -75,6 +76,6 @@ class StopIn(OpInput):
     mcp_tool=WRITE,
     mcp_action="stop",
 )
-def stop(data: StopIn, ctx: OpContext) -> dict[str, Any]:
+def stop(data: StopIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
-    return ack(lane, services.lane_stop(lane=lane, surface=ctx.surface))
+    return ack(lane, services.lane_stop(lane=lane, origin=origin))

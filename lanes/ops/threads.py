@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from dispatchsite.core.registry import OpContext, OpInput, OpOutput, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import OpInput, OpOutput, define_op
 from lanes import services
 from lanes.appserver.protocol import thread_status
 from lanes.ops.replies import ack, lane_row
@@ -62,10 +63,8 @@ class RenameIn(OpInput):
     mcp_tool=WRITE,
     mcp_action="rename",
 )
-def rename(data: RenameIn, ctx: OpContext) -> dict[str, Any]:
-    lane, meta = services.thread_rename(
-        target=data.old, new=data.new, surface=ctx.surface
-    )
+def rename(data: RenameIn, origin: Origin) -> dict[str, Any]:
+    lane, meta = services.thread_rename(target=data.old, new=data.new, origin=origin)
     return thread_action_ref(
         lane=lane,
         thread_id=data.old.strip(),
@@ -91,8 +90,8 @@ class TargetIn(OpInput):
     mcp_tool=DESTROY,
     mcp_action="archive",
 )
-def archive(data: TargetIn, ctx: OpContext) -> dict[str, Any]:
-    lane, meta = services.thread_archive(target=data.target, surface=ctx.surface)
+def archive(data: TargetIn, origin: Origin) -> dict[str, Any]:
+    lane, meta = services.thread_archive(target=data.target, origin=origin)
     return thread_action_ref(
         lane=lane,
         thread_id=data.target.strip(),
@@ -114,8 +113,8 @@ def archive(data: TargetIn, ctx: OpContext) -> dict[str, Any]:
     mcp_tool=WRITE,
     mcp_action="restore",
 )
-def restore(data: TargetIn, ctx: OpContext) -> dict[str, Any]:
-    lane, thread = services.thread_restore(target=data.target, surface=ctx.surface)
+def restore(data: TargetIn, origin: Origin) -> dict[str, Any]:
+    lane, thread = services.thread_restore(target=data.target, origin=origin)
     return thread_action_ref(
         lane=lane,
         thread_id=data.target.strip(),
@@ -159,7 +158,7 @@ class ForkOut(LaneListItemOut):
     mcp_tool=WRITE,
     mcp_action="fork",
 )
-def fork(data: ForkIn, ctx: OpContext) -> dict[str, Any]:
+def fork(data: ForkIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
     forked = services.lane_fork(
         lane=lane,
@@ -170,7 +169,7 @@ def fork(data: ForkIn, ctx: OpContext) -> dict[str, Any]:
         approval_policy=data.approval_policy,
         effort=data.effort,
         last_turn_id=data.last_turn_id,
-        surface=ctx.surface,
+        origin=origin,
     )
     return {
         **lane_row(forked, {}),
@@ -200,9 +199,9 @@ class RollbackOut(LaneIdentityOut):
     mcp_tool=DESTROY,
     mcp_action="rollback",
 )
-def rollback(data: RollbackIn, ctx: OpContext) -> dict[str, Any]:
+def rollback(data: RollbackIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
-    services.lane_rollback(lane=lane, turns=data.turns, surface=ctx.surface)
+    services.lane_rollback(lane=lane, turns=data.turns, origin=origin)
     lane.refresh_from_db()
     return {**lane_identity(lane), "turns": data.turns}
 
@@ -220,6 +219,6 @@ def rollback(data: RollbackIn, ctx: OpContext) -> dict[str, Any]:
     mcp_tool=WRITE,
     mcp_action="compact",
 )
-def compact(data: LaneSelectorIn, ctx: OpContext) -> dict[str, Any]:
+def compact(data: LaneSelectorIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane, for_write=True)
-    return ack(lane, services.lane_compact(lane=lane, surface=ctx.surface))
+    return ack(lane, services.lane_compact(lane=lane, origin=origin))

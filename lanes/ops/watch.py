@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dispatchsite.core.registry import OpContext, define_op
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import define_op
 from lanes.journal.reader import WATCH_LIMIT_MAX, WATCH_TIMEOUT_MAX, lane_watch
 from lanes.ops.schemas import READ, LaneIdentityOut, LaneSelectorIn
 from lanes.selectors import resolve_lane
@@ -60,7 +61,7 @@ class WatchOut(LaneIdentityOut):
     mcp_tool=READ,
     mcp_action="watch",
 )
-def watch(data: WatchIn, ctx: OpContext) -> dict[str, Any]:
+def watch(data: WatchIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane)
     return lane_watch(
         lane=lane, limit=data.limit, timeout=data.timeout, after=data.after

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from dispatchsite.core.errors import DispatchError
 from lanes.journal.reader import STREAM_MAX_LANES, journal_frame_texts, journal_last_seq
@@ -121,6 +122,8 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pump_task: asyncio.Task[None] | None = None
+        self.token_task: asyncio.Task[None] | None = None
+        self.token_raw = ""
         # thread id -> the last seq sent on that lane
         self.cursors: dict[str, int] = {}
 
@@ -139,6 +142,8 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
             await self.close(code=code)
             return
         self.pump_task = asyncio.create_task(self.pump())
+        if self.token_raw:
+            self.token_task = asyncio.create_task(self.watch_token())
 
     async def open_stream(self) -> int | None:
         """Subscribe to the lanes; a close code when the stream cannot open."""
@@ -175,6 +180,7 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
             or (query_lists(self.scope).get("token") or [""])[-1]
         )
         if raw:
+            self.token_raw = raw
             return bool(await db(token_valid)(raw))
         user = self.scope.get("user")
         return bool(
@@ -185,9 +191,18 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
             and same_origin(self.scope)
         )
 
+    async def watch_token(self) -> None:
+        """A token revoked (or expired) while its socket is open closes it."""
+        while True:
+            await asyncio.sleep(settings.DISPATCH_WS_TOKEN_RECHECK_SECONDS)
+            if not await db(token_valid)(self.token_raw):
+                await self.close(code=CLOSE_UNAUTHORIZED)
+                return
+
     async def disconnect(self, code: int) -> None:
-        if self.pump_task is not None:
-            self.pump_task.cancel()
+        for task in (self.pump_task, self.token_task):
+            if task is not None:
+                task.cancel()
         if self.cursors:
             await lane_hub(self.channel_layer).unsubscribe(list(self.cursors), self)
 

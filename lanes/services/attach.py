@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import THREAD_TURNS_LIST, thread_status
 from lanes.journal.lane_state import lane_latest_turn_set
 from lanes.models import Lane
@@ -26,7 +27,7 @@ def attached_status(thread: dict[str, Any]) -> str:
     return Lane.Status.IDLE if status == "not_loaded" else status
 
 
-def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
+def lane_attach(*, thread_id: str, sync: bool, origin: Origin) -> dict[str, Any]:
     """Register an existing thread as an attached lane, from metadata only.
 
     Idempotent, and never half-registered: the lane row and its audit row
@@ -46,10 +47,10 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
         return {
             "lane": existing,
             "registered": False,
-            "sync": lane_sync_latest(lane=existing, surface=surface) if sync else None,
+            "sync": lane_sync_latest(lane=existing, origin=origin) if sync else None,
         }
     host = settings.DISPATCH_HOST
-    with audit_failures(op="attach", lane=thread_id, surface=surface):
+    with audit_failures(op="attach", lane=thread_id, origin=origin):
         try:
             thread = thread_read(
                 host=host, thread_id=thread_id, timeout=ATTACH_TIMEOUT_SECONDS
@@ -80,7 +81,7 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
                     lane.full_clean(validate_constraints=False)
                     lane.save()
                     audit_record(
-                        op="attach", lane=lane, detail=thread_id, surface=surface
+                        op="attach", lane=lane, detail=thread_id, origin=origin
                     )
                 break
             except IntegrityError:
@@ -92,13 +93,13 @@ def lane_attach(*, thread_id: str, sync: bool, surface: str) -> dict[str, Any]:
     return {
         "lane": lane,
         "registered": True,
-        "sync": lane_sync_latest(lane=lane, surface=surface) if sync else None,
+        "sync": lane_sync_latest(lane=lane, origin=origin) if sync else None,
     }
 
 
-def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
+def lane_sync_latest(*, lane: Lane, origin: Origin) -> dict[str, Any]:
     """Bring latest_turn up to date from the thread's newest turn."""
-    with audit_failures(op="sync", lane=lane, surface=surface):
+    with audit_failures(op="sync", lane=lane, origin=origin):
         with gateway.rpc_errors():
             page = rpc(
                 lane,
@@ -126,7 +127,7 @@ def lane_sync_latest(*, lane: Lane, surface: str) -> dict[str, Any]:
             at=now,
         )
         lane.refresh_from_db()
-    audit_record(op="sync", lane=lane, detail="latest turn", surface=surface)
+    audit_record(op="sync", lane=lane, detail="latest turn", origin=origin)
     return {
         "state": "metadata",
         "last_synced_at": now.isoformat(),

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from dispatchsite.core.errors import DispatchError, ValidationError
+from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import THREAD_NAME_SET
 from lanes.models import Lane
 from lanes.services.appserver import rpc
@@ -29,7 +30,7 @@ def lane_create(
     sandbox: str | None,
     approval_policy: str | None,
     effort: str | None,
-    surface: str,
+    origin: Origin,
 ) -> dict[str, Any]:
     """Start a thread, register it as an owned lane, set its goal, send its text."""
     if text is not None and text.lstrip().startswith("/goal") and goal is None:
@@ -59,7 +60,7 @@ def lane_create(
             model=model, sandbox=sandbox, approval_policy=approval_policy
         ),
     }
-    with audit_failures(op="new", lane=None, surface=surface):
+    with audit_failures(op="new", lane=None, origin=origin):
         started = gateway.rpc(host, "thread/start", start)
     thread = started["thread"]
     lane = lane_register(
@@ -72,7 +73,7 @@ def lane_create(
         model=started.get("model") or "",
         model_provider=started.get("modelProvider") or "",
     )
-    audit_record(op="new", lane=lane, detail=name, surface=surface)
+    audit_record(op="new", lane=lane, detail=name, origin=origin)
     try:
         rpc(lane, THREAD_NAME_SET, {"threadId": lane.thread_id, "name": name})
     except DispatchError:
@@ -80,7 +81,7 @@ def lane_create(
     message_accepted = False
     goal_set = False
     will_send = send and bool(text)
-    with audit_failures(op="new", lane=lane, surface=surface):
+    with audit_failures(op="new", lane=lane, origin=origin):
         if goal is not None:
             # An active goal starts a turn on its own, and a first message
             # sent after it would become a steer of that turn (losing its
@@ -92,7 +93,7 @@ def lane_create(
             goal_set = True
         if will_send:
             assert text is not None
-            lane_turn_start(lane=lane, text=text)
+            lane_turn_start(lane=lane, text=text, origin=origin)
             message_accepted = True
             if goal is not None:
                 goal_set_remote(lane=lane, objective=None, status="active")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatchsite.core.errors import ValidationError
+from dispatchsite.core.origin import Origin
 from lanes.models import Lane
 from lanes.services.appserver import lane_rpc, rpc
 from lanes.services.audit import audit_failures, audit_record
@@ -49,9 +50,9 @@ def lane_goal_set(
     objective: str | None,
     status: str | None,
     token_budget: int | None,
-    surface: str,
+    origin: Origin,
 ) -> dict[str, Any] | None:
-    with audit_failures(op="goal-set", lane=lane, surface=surface):
+    with audit_failures(op="goal-set", lane=lane, origin=origin):
         if objective is None and status is None and token_budget is None:
             raise ValidationError(
                 "goal set needs an objective, --status or --token-budget",
@@ -81,13 +82,13 @@ def lane_goal_set(
         op="goal-set",
         lane=lane,
         detail=" ".join([objective[:100] if objective else "", *parts]).strip(),
-        surface=surface,
+        origin=origin,
     )
     return goal
 
 
-def lane_goal_clear(*, lane: Lane, surface: str) -> bool:
-    with audit_failures(op="goal-clear", lane=lane, surface=surface):
+def lane_goal_clear(*, lane: Lane, origin: Origin) -> bool:
+    with audit_failures(op="goal-clear", lane=lane, origin=origin):
         lane_prepare_write(lane)
         with gateway.rpc_errors():
             result = lane_rpc(lane, "thread/goal/clear", {"threadId": lane.thread_id})
@@ -98,6 +99,6 @@ def lane_goal_clear(*, lane: Lane, surface: str) -> bool:
         op="goal-clear",
         lane=lane,
         detail="cleared" if cleared else "no goal",
-        surface=surface,
+        origin=origin,
     )
     return cleared

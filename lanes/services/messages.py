@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 
 from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import (
     TURN_INTERRUPT,
     TURN_START,
@@ -29,7 +30,7 @@ TURN_END_WAIT_SECONDS = 10.0
 
 
 def lane_turn_start(
-    *, lane: Lane, text: str, audit_op: str | None = None, surface: str = ""
+    *, lane: Lane, text: str, audit_op: str | None = None, origin: Origin
 ) -> str:
     try:
         result = lane_rpc(lane, TURN_START, turn_start_params(lane, text))
@@ -43,7 +44,7 @@ def lane_turn_start(
     with transaction.atomic():
         lane_mark_turn_started(lane_id=lane.pk, turn_id=turn_id)
         if audit_op:
-            audit_record(op=audit_op, lane=lane, detail=text[:120], surface=surface)
+            audit_record(op=audit_op, lane=lane, detail=text[:120], origin=origin)
     lane.refresh_from_db()
     return turn_id
 
@@ -97,7 +98,7 @@ def lane_send(
     mode: str,
     caller_thread_id: str | None = None,
     intro: bool = False,
-    surface: str,
+    origin: Origin,
 ) -> dict[str, Any]:
     """Deliver text to a lane in one of five modes; returns the ack fields."""
     op = SEND_AUDIT_OPS.get(mode)
@@ -105,17 +106,17 @@ def lane_send(
         raise ValidationError(
             f"unknown send mode {mode!r}", hint="use send|steer|queue|interject|context"
         )
-    with audit_failures(op=op, lane=lane, surface=surface):
+    with audit_failures(op=op, lane=lane, origin=origin):
         if not text.strip():
             raise ValidationError("message text is empty", hint="pass the text to send")
         lane_prepare_write(lane)
         if intro:
             text += intro_footer(caller_thread_id=caller_thread_id)
         if mode == "queue":
-            return lane_queue(lane=lane, text=text, surface=surface)
+            return lane_queue(lane=lane, text=text, origin=origin)
         if mode == "send":
             turn_id = lane_turn_start(
-                lane=lane, text=text, audit_op="send", surface=surface
+                lane=lane, text=text, audit_op="send", origin=origin
             )
             return {
                 "op": "send",
@@ -123,7 +124,7 @@ def lane_send(
                 "turn_id": turn_id,
             }
         if mode == "steer":
-            return lane_steer(lane=lane, text=text, surface=surface)
+            return lane_steer(lane=lane, text=text, origin=origin)
         if mode == "context":
             lane_rpc(
                 lane,
@@ -139,16 +140,16 @@ def lane_send(
                     ],
                 },
             )
-            audit_record(op="brief", lane=lane, detail=text[:120], surface=surface)
+            audit_record(op="brief", lane=lane, detail=text[:120], origin=origin)
             return {
                 "op": "brief",
                 "detail": "context injected; no turn started",
                 "turn_id": None,
             }
-        return lane_interject(lane=lane, text=text, surface=surface)
+        return lane_interject(lane=lane, text=text, origin=origin)
 
 
-def lane_steer(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
+def lane_steer(*, lane: Lane, text: str, origin: Origin) -> dict[str, Any]:
     active = lane.active_turn_id
     if not active:
         raise ValidationError(
@@ -172,7 +173,7 @@ def lane_steer(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
                 hint=f"send a new turn instead: `dispatch send {lane.ref} ...`",
             ) from None
         raise
-    audit_record(op="steer", lane=lane, detail=text[:120], surface=surface)
+    audit_record(op="steer", lane=lane, detail=text[:120], origin=origin)
     return {
         "op": "steer",
         "detail": f"steered turn {active}",
@@ -180,7 +181,7 @@ def lane_steer(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
     }
 
 
-def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
+def lane_interject(*, lane: Lane, text: str, origin: Origin) -> dict[str, Any]:
     active = lane.active_turn_id
     if not active:
         raise ValidationError(
@@ -193,11 +194,9 @@ def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
         # The turn ended on its own meanwhile: the new text still goes out.
         if not is_no_active_turn_error(exc.message):
             raise
-    audit_record(op="interrupt", lane=lane, detail="interject", surface=surface)
+    audit_record(op="interrupt", lane=lane, detail="interject", origin=origin)
     wait_turn_end(lane=lane, turn_id=active)
-    turn_id = lane_turn_start(
-        lane=lane, text=text, audit_op="interject", surface=surface
-    )
+    turn_id = lane_turn_start(lane=lane, text=text, audit_op="interject", origin=origin)
     return {
         "op": "interject",
         "detail": f"interrupted {active}; turn {turn_id} started",
@@ -205,10 +204,10 @@ def lane_interject(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
     }
 
 
-def lane_queue(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
+def lane_queue(*, lane: Lane, text: str, origin: Origin) -> dict[str, Any]:
     message = queued_message_enqueue(lane=lane, text=text)
     audit_record(
-        op="queue", lane=lane, detail=f"queued message {message.pk}", surface=surface
+        op="queue", lane=lane, detail=f"queued message {message.pk}", origin=origin
     )
     lane.refresh_from_db()
     if lane.status == Lane.Status.IDLE and not lane.queue_held:
@@ -224,8 +223,8 @@ def lane_queue(*, lane: Lane, text: str, surface: str) -> dict[str, Any]:
     }
 
 
-def lane_stop(*, lane: Lane, surface: str) -> dict[str, Any]:
-    with audit_failures(op="stop", lane=lane, surface=surface):
+def lane_stop(*, lane: Lane, origin: Origin) -> dict[str, Any]:
+    with audit_failures(op="stop", lane=lane, origin=origin):
         lane_prepare_write(lane)
         active = lane.active_turn_id
         if not active:
@@ -233,5 +232,5 @@ def lane_stop(*, lane: Lane, surface: str) -> dict[str, Any]:
                 f"lane {lane.ref} has no active turn to stop", hint="nothing to do"
             )
         rpc(lane, TURN_INTERRUPT, {"threadId": lane.thread_id, "turnId": active})
-    audit_record(op="stop", lane=lane, detail=f"interrupted {active}", surface=surface)
+    audit_record(op="stop", lane=lane, detail=f"interrupted {active}", origin=origin)
     return {"op": "stop", "detail": f"interrupted turn {active}", "turn_id": active}

@@ -13,6 +13,7 @@ from dispatchsite.core.errors import (
     DispatchError,
     LaneBusyError,
 )
+from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import (
     THREAD_NAME_SET,
     THREAD_ROLLBACK,
@@ -44,11 +45,11 @@ def missing_thread_tolerated(lane: Lane | None) -> Callable[[str], bool] | None:
 
 
 def thread_rename(
-    *, target: str, new: str, surface: str
+    *, target: str, new: str, origin: Origin
 ) -> tuple[Lane | None, dict[str, Any]]:
     """Rename a managed lane (title + Codex name) or an unmanaged thread."""
     lane, thread_id = resolve_lane_or_thread(target)
-    with audit_failures(op="lane-rename", lane=lane or thread_id, surface=surface):
+    with audit_failures(op="lane-rename", lane=lane or thread_id, origin=origin):
         name = clean_name(new)
         host = lane.host if lane else settings.DISPATCH_HOST
         meta: dict[str, Any] = {}
@@ -70,16 +71,16 @@ def thread_rename(
                 lane_title_free(title=name, exclude=lane)
                 raise
             lane.refresh_from_db()
-    audit_record(
-        op="lane-rename", lane=lane or thread_id, detail=detail, surface=surface
-    )
+    audit_record(op="lane-rename", lane=lane or thread_id, detail=detail, origin=origin)
     return lane, meta
 
 
-def thread_archive(*, target: str, surface: str) -> tuple[Lane | None, dict[str, Any]]:
+def thread_archive(
+    *, target: str, origin: Origin
+) -> tuple[Lane | None, dict[str, Any]]:
     lane, thread_id = resolve_lane_or_thread(target)
     detail = "archived"
-    with audit_failures(op="archive", lane=lane or thread_id, surface=surface):
+    with audit_failures(op="archive", lane=lane or thread_id, origin=origin):
         host = lane.host if lane else settings.DISPATCH_HOST
         meta = thread_read(host=host, thread_id=thread_id) if lane is None else {}
         with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
@@ -90,16 +91,18 @@ def thread_archive(*, target: str, surface: str) -> tuple[Lane | None, dict[str,
         if lane is not None:
             lane_mark_archived(lane_id=lane.pk)
             lane.refresh_from_db()
-    audit_record(op="archive", lane=lane or thread_id, detail=detail, surface=surface)
+    audit_record(op="archive", lane=lane or thread_id, detail=detail, origin=origin)
     return lane, meta
 
 
-def thread_restore(*, target: str, surface: str) -> tuple[Lane | None, dict[str, Any]]:
+def thread_restore(
+    *, target: str, origin: Origin
+) -> tuple[Lane | None, dict[str, Any]]:
     """Unarchive; never resumes the thread, starts a turn or drains the queue."""
     lane, thread_id = resolve_lane_or_thread(target)
     detail = "restored"
     thread: dict[str, Any] = {}
-    with audit_failures(op="restore", lane=lane or thread_id, surface=surface):
+    with audit_failures(op="restore", lane=lane or thread_id, origin=origin):
         host = lane.host if lane else settings.DISPATCH_HOST
         with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
             result = gateway.rpc(host, "thread/unarchive", {"threadId": thread_id})
@@ -110,7 +113,7 @@ def thread_restore(*, target: str, surface: str) -> tuple[Lane | None, dict[str,
             status = attached_status(thread) if thread else Lane.Status.IDLE
             lane_mark_restored(lane_id=lane.pk, status=status)
             lane.refresh_from_db()
-    audit_record(op="restore", lane=lane or thread_id, detail=detail, surface=surface)
+    audit_record(op="restore", lane=lane or thread_id, detail=detail, origin=origin)
     return lane, thread
 
 
@@ -124,10 +127,10 @@ def lane_fork(
     approval_policy: str | None,
     effort: str | None,
     last_turn_id: str | None,
-    surface: str,
+    origin: Origin,
 ) -> Lane:
     """Fork a lane's thread into a new owned lane that keeps its settings."""
-    with audit_failures(op="fork", lane=lane, surface=surface):
+    with audit_failures(op="fork", lane=lane, origin=origin):
         name = clean_name(name)
         lane_title_free(title=name)
         lane_prepare_write(lane)
@@ -166,7 +169,7 @@ def lane_fork(
             model_provider=str(result.get("modelProvider") or ""),
         )
     audit_record(
-        op="fork", lane=forked, detail=f"forked from {lane.ref}", surface=surface
+        op="fork", lane=forked, detail=f"forked from {lane.ref}", origin=origin
     )
     try:
         rpc(forked, THREAD_NAME_SET, {"threadId": forked.thread_id, "name": name})
@@ -175,8 +178,8 @@ def lane_fork(
     return forked
 
 
-def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
-    with audit_failures(op="rollback", lane=lane, surface=surface):
+def lane_rollback(*, lane: Lane, turns: int, origin: Origin) -> None:
+    with audit_failures(op="rollback", lane=lane, origin=origin):
         lane_prepare_write(lane)
         lane_busy_check(lane)
         params = {"threadId": lane.thread_id, "numTurns": turns}
@@ -197,12 +200,12 @@ def lane_rollback(*, lane: Lane, turns: int, surface: str) -> None:
         lane_mark_rolled_back(lane_id=lane.pk)
         lane.refresh_from_db()
     audit_record(
-        op="rollback", lane=lane, detail=f"rolled back {turns} turn(s)", surface=surface
+        op="rollback", lane=lane, detail=f"rolled back {turns} turn(s)", origin=origin
     )
 
 
-def lane_compact(*, lane: Lane, surface: str) -> dict[str, Any]:
-    with audit_failures(op="compact", lane=lane, surface=surface):
+def lane_compact(*, lane: Lane, origin: Origin) -> dict[str, Any]:
+    with audit_failures(op="compact", lane=lane, origin=origin):
         lane_prepare_write(lane)
         lane_busy_check(lane)
         with gateway.rpc_errors(tolerate=is_active_turn_error) as running:
@@ -212,5 +215,5 @@ def lane_compact(*, lane: Lane, surface: str) -> dict[str, Any]:
                 f"lane {lane.ref} is running a turn; compact it when idle",
                 hint=f"wait, or stop it with `dispatch stop {lane.ref}`",
             )
-    audit_record(op="compact", lane=lane, detail="compaction started", surface=surface)
+    audit_record(op="compact", lane=lane, detail="compaction started", origin=origin)
     return {"op": "compact", "detail": "compaction turn started", "turn_id": None}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
+from dispatchsite.core.origin import WORKER
 from lanes.journal.lane_state import lane_mark_turn_started
 from lanes.models import AuditEntry, Lane, QueuedMessage
 
@@ -56,12 +57,12 @@ def queued_message_mark_sent(*, message: QueuedMessage, turn_id: str) -> None:
         status=QueuedMessage.Status.SENT, turn_id=turn_id
     )
     lane_mark_turn_started(lane_id=message.lane_id, turn_id=turn_id)
-    AuditEntry.objects.create(
+    AuditEntry.objects.record(
         op="send",
-        lane=message.lane.ref,
+        lane=message.lane,
         outcome="queued",
         detail=f"delivered queued message {message.pk}",
-        surface="worker",
+        origin=WORKER,
     )
 
 
@@ -69,12 +70,12 @@ def queued_message_mark_failed(*, message: QueuedMessage, error: str) -> None:
     QueuedMessage.objects.filter(pk=message.pk).update(
         status=QueuedMessage.Status.ERROR, error=error[:2000]
     )
-    AuditEntry.objects.create(
+    AuditEntry.objects.record(
         op="send",
-        lane=message.lane.ref,
+        lane=message.lane,
         outcome="app_server",
         detail=f"queued message {message.pk}: {error[:200]}",
-        surface="worker",
+        origin=WORKER,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from django.utils import timezone
 
 from dispatchsite.core.config import Policy
+from dispatchsite.core.origin import WORKER
 from lanes.appserver.protocol import (
     ITEM_APPROVAL_METHODS,
     LEGACY_APPROVAL_METHODS,
@@ -66,12 +67,12 @@ def server_request_answer(*, record: ServerRequest, policy: Policy) -> dict[str,
     record.resolved_at = timezone.now()
     record.save(update_fields=["state", "response", "resolved_at"])
     lane = Lane.objects.filter(thread_id=record.thread_id).first()
-    AuditEntry.objects.create(
+    AuditEntry.objects.record(
         op="server-request",
         lane=lane.ref if lane else record.thread_id,
         outcome="ok" if answer is not None else "unsupported",
         detail=f"{record.method}: {answer}"[:200],
-        surface="worker",
+        origin=WORKER,
     )
     if answer is None:
         raise ValueError(f"dispatch cannot answer {record.method}")

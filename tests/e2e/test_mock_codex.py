@@ -211,7 +211,7 @@ def _invalid_config_warnings(app: AppServer) -> list[Message]:
     ]
 
 
-def test_plain_turn_streams_mock_reply(
+def test_it_completes_a_plain_turn_with_the_mock_reply(
     app: AppServer, mock: MockResponsesServer, workdir: Path
 ) -> None:
     thread_id = app.start_thread(workdir)
@@ -228,7 +228,7 @@ def test_plain_turn_streams_mock_reply(
     assert last_user_text(request["body"]["input"]) == "hello there"
 
 
-def test_steer_preempts_slow_stream(
+def test_it_preempts_a_slow_stream_when_steered(
     app: AppServer, mock: MockResponsesServer, workdir: Path
 ) -> None:
     thread_id = app.start_thread(workdir)
@@ -256,7 +256,7 @@ def test_steer_preempts_slow_stream(
     ]
 
 
-def test_injected_items_reach_next_request(
+def test_it_sends_injected_items_with_the_next_request(
     app: AppServer, mock: MockResponsesServer, workdir: Path
 ) -> None:
     thread_id = app.start_thread(workdir)
@@ -289,7 +289,7 @@ def test_injected_items_reach_next_request(
     assert inputs[injected[0]]["role"] == "developer"
 
 
-def test_http_500_fails_the_turn(
+def test_it_fails_the_turn_on_an_http_500_without_retrying(
     app: AppServer, mock: MockResponsesServer, workdir: Path
 ) -> None:
     mock.queue({"kind": "error", "status": 500})
@@ -305,7 +305,7 @@ def test_http_500_fails_the_turn(
     assert len(mock.requests("/v1/responses")) == 1  # retries are off
 
 
-def test_shell_tool_loop_ends(
+def test_it_ends_the_shell_tool_loop_with_the_tool_output(
     app: AppServer, mock: MockResponsesServer, workdir: Path
 ) -> None:
     thread_id = app.start_thread(workdir)
@@ -329,7 +329,7 @@ def test_shell_tool_loop_ends(
     assert "mock-shell-ok" in reply
 
 
-def test_interrupt_while_hanging(
+def test_it_interrupts_a_turn_while_the_model_hangs(
     app: AppServer, mock: MockResponsesServer, workdir: Path
 ) -> None:
     mock.queue({"kind": "hang"})

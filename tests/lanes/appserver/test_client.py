@@ -25,7 +25,7 @@ from lanes.appserver.errors import (
 )
 from tests.support.codex_env import codex_binary, codex_env, write_codex_home
 
-FAKE = Path(__file__).resolve().parents[1] / "fakes" / "fake_appserver.py"
+FAKE = Path(__file__).resolve().parents[2] / "fakes" / "fake_appserver.py"
 FAKE_ARGV = [sys.executable, str(FAKE), "app-server"]
 
 Message = dict[str, Any]

@@ -17,6 +17,7 @@ import pytest
 from django.utils import timezone
 
 from dispatchsite.core.errors import CapabilityUnavailableError, LaneBusyError
+from dispatchsite.core.origin import Origin
 from lanes.history.sync import lane_sync, sync_run
 from lanes.journal.indexing import index_messages
 from lanes.models import Lane
@@ -26,6 +27,7 @@ from lanes.worker import gateway
 from tests.support.foreign import foreign_thread
 from tests.support.stack import Stack
 
+TEST_ORIGIN = Origin(surface="test")
 THREAD = "019a0000-0000-7000-8000-0000000000aa"
 
 
@@ -130,7 +132,7 @@ def lane(db: None) -> Lane:
 
 
 def sync(lane: Lane, **kwargs: Any) -> dict[str, Any]:
-    return sync_run(selector=lane.ref, surface="test", **kwargs)["sync"]
+    return sync_run(selector=lane.ref, origin=TEST_ORIGIN, **kwargs)["sync"]
 
 
 def item_ids() -> list[str]:
@@ -279,7 +281,7 @@ def test_it_falls_back_to_turn_pages_without_item_paging(
 def test_it_reports_a_codex_without_turn_paging(codex: FakeCodex, lane: Lane) -> None:
     codex.unsupported.add("thread/turns/list")
     with pytest.raises(CapabilityUnavailableError):
-        lane_sync(lane=lane, surface="test")
+        lane_sync(lane=lane, origin=TEST_ORIGIN)
     state = LaneSyncState.objects.get()
     assert (state.state, state.capability) == ("error", "unsupported")
     assert state.running_until is None
@@ -290,15 +292,15 @@ def test_it_refuses_a_second_concurrent_sync(codex: FakeCodex, lane: Lane) -> No
         thread_id=THREAD, running_until=timezone.now() + timedelta(seconds=60)
     )
     with pytest.raises(LaneBusyError):
-        lane_sync(lane=lane, surface="test")
+        lane_sync(lane=lane, origin=TEST_ORIGIN)
 
 
 def test_it_attaches_a_raw_thread_id_before_syncing(codex: FakeCodex, db: None) -> None:
     codex.add_turn(2)
-    out = sync_run(selector=THREAD, surface="test")
+    out = sync_run(selector=THREAD, origin=TEST_ORIGIN)
     assert out["registered"] is True and out["source"] == "attached"
     assert out["sync"]["state"] == "complete" and out["sync"]["items_indexed"] == 2
-    again = sync_run(selector=THREAD, surface="test")
+    again = sync_run(selector=THREAD, origin=TEST_ORIGIN)
     assert again["registered"] is False and again["ref"] == out["ref"]
 
 

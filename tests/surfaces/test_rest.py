@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 
 from dispatchsite.core import errors
-from dispatchsite.core.registry import OpContext, load_ops
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import load_ops
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create, api_token_revoke
@@ -185,7 +186,7 @@ def test_it_reports_a_missing_worker_as_502(api: Client, alpha: Lane) -> None:
 def test_it_gives_every_error_type_its_status(
     api: Client, monkeypatch: pytest.MonkeyPatch, error_type: type[errors.DispatchError]
 ) -> None:
-    def failing(op_id: str, params: dict[str, Any], ctx: OpContext) -> None:
+    def failing(op_id: str, params: dict[str, Any], ctx: Origin) -> None:
         raise error_type("boom", hint="try again", data={"k": 1})
 
     monkeypatch.setattr("dispatchsite.surfaces.rest.execute", failing)
@@ -203,10 +204,10 @@ def test_it_gives_every_error_type_its_status(
 @pytest.fixture
 def calls(
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[list[tuple[str, dict, OpContext]]]:
-    seen: list[tuple[str, dict, OpContext]] = []
+) -> Iterator[list[tuple[str, dict, Origin]]]:
+    seen: list[tuple[str, dict, Origin]] = []
 
-    def recording(op_id: str, params: dict[str, Any], ctx: OpContext) -> dict[str, Any]:
+    def recording(op_id: str, params: dict[str, Any], ctx: Origin) -> dict[str, Any]:
         seen.append((op_id, params, ctx))
         return {"ok": True}
 

@@ -39,7 +39,7 @@ from tests.support.codex_env import codex_binary, write_codex_home
 from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import Stack, free_port, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugins" / "dispatch"
 VENV_BIN = Path(sys.executable).parent
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from dispatchsite.core.errors import NotFoundError, ValidationError
-from dispatchsite.core.registry import OpContext, execute
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import execute
 from lanes.journal.indexing import index_messages
 from lanes.models import Lane
 from lanes.models.index import LaneSyncState
@@ -18,7 +19,7 @@ from lanes.worker import gateway
 
 pytestmark = pytest.mark.django_db
 
-CTX = OpContext(surface="test")
+CTX = Origin(surface="test")
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from dispatchsite.core.registry import OpContext, execute
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import execute
 from dispatchsite.surfaces.cli import main as cli_main
 from dispatchsite.surfaces.commands.follow import events_url
 from lanes.journal.writer import SeqCounter, journal_write_batch
@@ -63,7 +64,7 @@ def record(lane: Lane, count: int, counter: SeqCounter) -> None:
 
 
 def watch(**params: Any) -> dict[str, Any]:
-    return execute("watch", params, OpContext(surface="test"))
+    return execute("watch", params, Origin(surface="test"))
 
 
 def test_it_pages_the_journal_with_after(alpha: Lane) -> None:

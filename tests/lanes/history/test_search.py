@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from dispatchsite.core.errors import ValidationError
-from dispatchsite.core.registry import OpContext, execute
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import execute
 from lanes.history.search.dialects import fts5_match, tsquery_text
 from lanes.history.search.query import query_parse
 from lanes.history.search.snippets import snippet
@@ -23,7 +24,7 @@ from tests.support.foreign import foreign_thread
 from tests.support.mock_responses import MockResponsesServer
 from tests.support.stack import Stack
 
-CTX = OpContext(surface="test")
+CTX = Origin(surface="test")
 
 
 def make_lane(name: str, cwd: Path | str) -> Lane:

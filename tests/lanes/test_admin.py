@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dispatchsite.core.errors import AppServerError
-from dispatchsite.core.registry import OpContext
+from dispatchsite.core.origin import Origin
 from lanes.models import (
     ApiToken,
     AuditEntry,
@@ -111,10 +111,10 @@ def test_it_never_shows_a_token_value(admin_client: Client) -> None:
 
 
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict, OpContext]]:
-    seen: list[tuple[str, dict, OpContext]] = []
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict, Origin]]:
+    seen: list[tuple[str, dict, Origin]] = []
 
-    def recording(op_id: str, params: dict[str, Any], ctx: OpContext) -> dict[str, Any]:
+    def recording(op_id: str, params: dict[str, Any], ctx: Origin) -> dict[str, Any]:
         seen.append((op_id, params, ctx))
         return {}
 
@@ -163,7 +163,7 @@ def test_it_asks_for_the_text_before_sending(
 def test_it_reports_op_errors_as_messages(
     admin_client: Client, lane: Lane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(op_id: str, params: dict[str, Any], ctx: OpContext) -> None:
+    def failing(op_id: str, params: dict[str, Any], ctx: Origin) -> None:
         raise AppServerError("no worker", hint="dispatch up")
 
     monkeypatch.setattr("dispatchsite.core.registry.execute", failing)

@@ -19,7 +19,7 @@ from tests.support.mock_responses import (
     last_user_text,
 )
 
-MOCK_SCRIPT = Path(__file__).parent / "support" / "mock_responses.py"
+MOCK_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "mock_responses.py"
 
 
 def user(text: str) -> dict[str, Any]:
@@ -71,7 +71,9 @@ def mock() -> Iterator[MockResponsesServer]:
         yield server
 
 
-def test_default_reply_streams_protocol_sequence(mock: MockResponsesServer) -> None:
+def test_it_streams_the_default_reply_as_the_protocol_sequence(
+    mock: MockResponsesServer,
+) -> None:
     events = post_responses(mock.base_url, input=[user("hello there")])
 
     assert [t for t, _ in events] == [
@@ -101,7 +103,7 @@ def test_default_reply_streams_protocol_sequence(mock: MockResponsesServer) -> N
         ((), "exec_command", {"cmd": "ls -la"}),
     ],
 )
-def test_shell_script_follows_offered_tool(
+def test_it_calls_the_shell_tool_the_request_offers(
     mock: MockResponsesServer,
     offered: tuple[str, ...],
     name: str,
@@ -118,7 +120,7 @@ def test_shell_script_follows_offered_tool(
     assert events[-1][0] == "response.completed"
 
 
-def test_shell_directive_and_tool_output_end_the_loop(
+def test_it_ends_the_shell_loop_once_the_tool_output_comes_back(
     mock: MockResponsesServer,
 ) -> None:
     first = final_item(
@@ -136,7 +138,7 @@ def test_shell_directive_and_tool_output_end_the_loop(
     assert final_text(events) == "tool output received: " + ("hi\n" * 150)[:200]
 
 
-def test_tool_output_without_call_id_is_not_a_tool_result(
+def test_it_treats_tool_output_without_a_call_id_as_no_tool_result(
     mock: MockResponsesServer,
 ) -> None:
     goal = {
@@ -149,7 +151,9 @@ def test_tool_output_without_call_id_is_not_a_tool_result(
     assert final_text(events) == "mock reply #1 to: keep going"
 
 
-def test_other_script_kinds(mock: MockResponsesServer) -> None:
+def test_it_plays_function_call_patch_chunked_message_and_failed_scripts(
+    mock: MockResponsesServer,
+) -> None:
     mock.queue(
         {
             "kind": "function_call",
@@ -178,7 +182,9 @@ def test_other_script_kinds(mock: MockResponsesServer) -> None:
     assert mock.pending() == 0
 
 
-def test_error_script_and_fail_directive(mock: MockResponsesServer) -> None:
+def test_it_fails_on_an_error_script_and_the_fail_directive(
+    mock: MockResponsesServer,
+) -> None:
     mock.queue({"kind": "error", "status": 503})
     resp = httpx.post(f"{mock.base_url}/responses", json={"input": []})
     assert resp.status_code == 503
@@ -188,7 +194,7 @@ def test_error_script_and_fail_directive(mock: MockResponsesServer) -> None:
     assert events[-1][0] == "response.failed"
 
 
-def test_slow_directive_streams_twenty_spaced_deltas(
+def test_it_streams_twenty_spaced_deltas_for_the_slow_directive(
     mock: MockResponsesServer,
 ) -> None:
     started = time.monotonic()
@@ -199,7 +205,7 @@ def test_slow_directive_streams_twenty_spaced_deltas(
     assert final_text(events) == "mock reply #1 to: [[slow:0.01]] go"
 
 
-def test_disconnect_mid_stream_is_quiet(
+def test_it_stays_quiet_when_a_client_disconnects_mid_stream(
     mock: MockResponsesServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     mock.queue(
@@ -220,7 +226,9 @@ def test_disconnect_mid_stream_is_quiet(
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_queue_validation_reset_and_wait(mock: MockResponsesServer) -> None:
+def test_it_validates_queued_scripts_resets_and_waits_for_requests(
+    mock: MockResponsesServer,
+) -> None:
     with pytest.raises(ValueError):
         mock.queue({"kind": "nope"})
     mock.queue({"kind": "message", "text": "queued"})
@@ -237,14 +245,14 @@ def test_queue_validation_reset_and_wait(mock: MockResponsesServer) -> None:
     assert final_item(post_responses(mock.base_url, input=[]))["id"] == "msg_mock_1"
 
 
-def test_models_and_compact_stubs(mock: MockResponsesServer) -> None:
+def test_it_stubs_the_models_and_compact_endpoints(mock: MockResponsesServer) -> None:
     assert httpx.get(f"{mock.base_url}/models").json() == {"models": [], "data": []}
     resp = httpx.post(f"{mock.base_url}/responses/compact", json={"input": []})
     assert resp.status_code == 200
     assert resp.json()["output"][0]["type"] == "message"
 
 
-def test_last_user_text_picks_last_user_message() -> None:
+def test_it_picks_the_text_of_the_last_user_message() -> None:
     items = [
         user("first"),
         {"type": "message", "role": "developer", "content": "dev"},
@@ -263,7 +271,7 @@ def test_last_user_text_picks_last_user_message() -> None:
     assert last_user_text([]) == ""
 
 
-def test_process_mode_with_http_client(tmp_path: Path) -> None:
+def test_it_runs_as_a_process_driven_by_the_http_client(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 from dispatchsite.core.errors import AppServerError, LaneBusyError, NotFoundError
-from dispatchsite.core.registry import OpContext, execute
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import execute
 from lanes.models import AuditEntry, Lane, ModelCatalogEntry
 from lanes.services import lane_register
 from lanes.worker import gateway
 
 pytestmark = pytest.mark.django_db
-CTX = OpContext(surface="test")
+CTX = Origin(surface="test")
 Handler = Callable[[dict[str, Any]], Any]
 
 
