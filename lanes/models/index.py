@@ -1,7 +1,7 @@
 """The item index: turns and items of every lane, for history and search.
 
-Filled live from the journal (lanes/indexing.py, inside the journal's
-transaction) and from `dispatch sync` (lanes/sync.py). Rows are keyed by
+Filled live from the journal (lanes/journal/indexing.py, inside the journal's
+transaction) and from `dispatch sync` (lanes/history/sync.py). Rows are keyed by
 thread id, like LaneEvent, so a thread's items can be indexed before (or
 without) a lane row. Full-text search is a SQLite FTS5 table over
 `LaneItem.text` kept in sync by triggers (a GIN tsvector index on Postgres);
