@@ -81,6 +81,12 @@ class CapabilityUnavailableError(DispatchError):
     http_status = 501
 
 
+class NotStartedError(DispatchError):
+    """DISPATCH_HOME has no database yet: dispatch was never started there."""
+
+    code = "not_running"
+
+
 class UnauthorizedError(DispatchError):
     """No token, or one that is unknown or revoked."""
 
@@ -99,6 +105,7 @@ ERROR_TYPES: tuple[type[DispatchError], ...] = (
     AppServerError,
     StagingError,
     CapabilityUnavailableError,
+    NotStartedError,
     UnauthorizedError,
 )
 

@@ -42,17 +42,20 @@ class StatusOut(OpOutput):
     mcp_action="status",
 )
 def status(data: NoInput, origin: Origin) -> dict[str, Any]:
+    from django.db.utils import OperationalError
+
+    from dispatchsite.runtime.status import stack_status
     from lanes.models import Lane
 
     counts = {value: 0 for value in Lane.Status.values}
-    for value in Lane.objects.values_list("status", flat=True):
-        counts[value] = counts.get(value, 0) + 1
+    daemon = stack_status()
     try:
-        from dispatchsite.runtime.status import stack_status
-
-        daemon = stack_status()
-    except ImportError:
-        daemon = {"running": False}
+        for value in Lane.objects.values_list("status", flat=True):
+            counts[value] = counts.get(value, 0) + 1
+    except OperationalError:
+        # A home that was never started has no database yet: nothing runs
+        # and there are no lanes, which is an answer, not an error.
+        daemon = {**daemon, "hint": "not started yet: start it with `dispatch up`"}
     return {
         "lanes": sum(counts.values()) - counts["archived"],
         "idle": counts["idle"],

@@ -168,7 +168,8 @@ def web_argv(
     *, port: int, ping_interval: int | None = None, ping_timeout: int | None = None
 ) -> list[str]:
     """daphne serving dispatch; pings as daphne's defaults unless given."""
-    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", "dispatchsite.runtime.web"]
+    argv += ["-b", "127.0.0.1", "-p", str(port)]
     if ping_interval is not None:
         argv += ["--ping-interval", str(ping_interval)]
     if ping_timeout is not None:

@@ -21,7 +21,7 @@ from django.db.utils import OperationalError
 from pydantic.fields import FieldInfo
 
 from dispatchsite.core.commands import SurfaceCommand, load_commands
-from dispatchsite.core.errors import DispatchError, ValidationError
+from dispatchsite.core.errors import DispatchError, NotStartedError, ValidationError
 from dispatchsite.core.origin import Origin
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
 
@@ -357,9 +357,11 @@ def main(argv: Sequence[str]) -> int:
     except OperationalError as exc:
         if "no such table" in str(exc) or "unable to open database" in str(exc):
             return emit_error(
-                DispatchError(
-                    f"the dispatch database is not initialised ({exc})",
-                    hint="run `dispatch up` or `dispatch registry migrate`",
+                NotStartedError(
+                    "dispatch has not been started in this DISPATCH_HOME "
+                    f"(its database does not exist yet: {exc})",
+                    hint="start it with `dispatch up` "
+                    "(or create the database with `dispatch registry migrate`)",
                 )
             )
         raise
