@@ -53,6 +53,19 @@ def supervise(args: argparse.Namespace) -> None:
     run_supervisor(args)
 
 
+def positive_seconds(raw: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a number of seconds"
+        ) from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {raw}")
+    return seconds
+
+
 def _configure_doctor(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-app-server",
@@ -60,7 +73,10 @@ def _configure_doctor(parser: argparse.ArgumentParser) -> None:
         help="skip the initialize smoke against a throwaway app-server",
     )
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="app-server smoke timeout (s)"
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="app-server smoke timeout (s)",
     )
 
 

@@ -146,3 +146,13 @@ def test_it_fails_on_a_corrupt_dispatch_config(tmp_path: Path) -> None:
     assert check["status"] == "fail"
     assert "policy.approvals" in check["summary"]
     assert check["recovery"]
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "soon"])
+def test_it_refuses_a_timeout_that_is_not_a_positive_number(
+    tmp_path: Path, timeout: str
+) -> None:
+    result = cli("doctor", "--timeout", timeout, env=cli_env(tmp_path))
+    assert result.status == 2, result.stdout
+    assert result.error["code"] == "validation"
+    assert "--timeout" in result.error["message"]
