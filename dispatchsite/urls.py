@@ -29,11 +29,12 @@ def in_api(request: HttpRequest) -> bool:
 @csrf_exempt
 def api_not_found(request: HttpRequest, rest: str) -> HttpResponse:
     # Unknown paths under the API answer in the API's error shape, not HTML.
-    error = NotFoundError(
-        f"no API route {request.method} /api/v1/{rest}",
-        hint="see /api/v1/openapi.json",
+    return error_response(
+        NotFoundError(
+            f"no API route {request.method} {request.path}",
+            hint="see /api/v1/openapi.json",
+        )
     )
-    return JsonResponse(error.as_dict(), status=error.http_status)
 
 
 # Django's own error pages are HTML; under /api/ they answer the API's body.
@@ -59,12 +60,7 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not in_api(request):
         return defaults.page_not_found(request, exception)
-    return error_response(
-        NotFoundError(
-            f"no API route {request.method} {request.path}",
-            hint="see /api/v1/openapi.json",
-        )
-    )
+    return api_not_found(request, request.path)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

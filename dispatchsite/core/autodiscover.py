@@ -12,10 +12,16 @@ import pkgutil
 
 from django.apps import apps
 
+# Module names already discovered: the registries ask on every op call, and
+# listing the packages' folders again each time would put file-system work
+# on the request path.
+_discovered: set[str] = set()
 
-def discover(module_name: str) -> list[str]:
-    """Import `<app>.<module_name>` (and its submodules) for every app."""
-    imported: list[str] = []
+
+def discover(module_name: str) -> None:
+    """Import `<app>.<module_name>` (and its submodules) for every app, once."""
+    if module_name in _discovered:
+        return
     for config in apps.get_app_configs():
         name = f"{config.name}.{module_name}"
         try:
@@ -24,8 +30,6 @@ def discover(module_name: str) -> list[str]:
             if exc.name != name:
                 raise
             continue
-        imported.append(name)
         for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
             importlib.import_module(f"{name}.{info.name}")
-            imported.append(f"{name}.{info.name}")
-    return imported
+    _discovered.add(module_name)
