@@ -29,6 +29,7 @@ from lanes.models import Lane, LaneEvent
 @dataclass
 class JournalResult:
     frames: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    rows: list[EventRow] = field(default_factory=list)
     # Lanes whose turn just completed successfully: their queues may move.
     drain_thread_ids: set[str] = field(default_factory=set)
 
@@ -121,5 +122,6 @@ def journal_write_batch(
         index_messages(messages, now=now)
         for thread_id, lane in lanes.items():
             lane_save_journaled(lane, before[thread_id], now)
+    result.rows = rows
     result.frames = [(row.thread_id, row.as_frame()) for row in rows]
     return result

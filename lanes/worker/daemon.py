@@ -27,9 +27,11 @@ from dispatchsite.core.config import load_policy
 from lanes.appserver.binary import app_server_argv
 from lanes.appserver.client import AppServerClient
 from lanes.appserver.protocol import THREAD_RESUME, THREAD_TURNS_LIST, TURN_START
+from lanes.journal.eventstore import EventRow
 from lanes.journal.lane_state import lanes_mark_turns_lost
 from lanes.journal.reader import frame_text
 from lanes.journal.writer import JOURNAL_GROUP, SeqCounter, journal_write_batch
+from lanes.signals import lane_events_journaled
 from lanes.turns import turn_start_params
 from lanes.worker import recovery
 from lanes.worker.gateway import command_channel
@@ -248,6 +250,16 @@ class Worker:
         await self.publish(result.frames)
         for thread_id in result.drain_thread_ids:
             self.spawn(self.drain_lane(thread_id))
+        if result.rows:
+            await db(self.announce)(result.rows)
+
+    def announce(self, rows: list[EventRow]) -> None:
+        # A receiver's failure must not stop the journal: it is logged.
+        for receiver, outcome in lane_events_journaled.send_robust(
+            sender=self.__class__, rows=rows
+        ):
+            if isinstance(outcome, Exception):
+                log.error("%r failed on journaled events: %r", receiver, outcome)
 
     async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
         """Announce a committed batch: one message for every lane in it.
