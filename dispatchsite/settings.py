@@ -97,6 +97,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "channels",
+    # Only for its templates and static files: /api/v1/docs serves Swagger UI
+    # from them instead of a CDN.
+    "ninja",
     *DISPATCH_APPS,
 ]
 # A CLI verb that only runs ops (list, get, send, ...) loads dispatch's own

@@ -89,6 +89,7 @@ handler500 = server_error
 urlpatterns = [
     path("healthz", healthz),
     path("admin/", admin.site.urls),
+    path("api/v1/hooks/", include("triggers.urls")),
     path("api/v1/", api.urls),
     re_path(r"^api/v1/(?P<rest>.*)$", api_not_found),
     path("", include("lanes.urls")),

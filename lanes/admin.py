@@ -11,19 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template import engines
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+
+from lanes.console import views as console
+from lanes.console.actions import run_op
+from lanes.console.forms import SendForm
 
 from lanes.models import (
     ApiToken,
     AuditEntry,
     Lane,
     LaneEvent,
+    LaneGoal,
     QueuedMessage,
     ServerRequest,
     WorkerLease,
@@ -31,22 +35,14 @@ from lanes.models import (
 
 RECENT_EVENTS = 50
 
-SEND_FORM_TEMPLATE = """{% extends "admin/base_site.html" %}
-{% block content %}
-<p>Send a message to {{ lanes|length }} lane{{ lanes|length|pluralize }}:
-{% for lane in lanes %}<code>{{ lane.ref }}</code> @{{ lane.title }}
-{% if not forloop.last %}, {% endif %}{% endfor %}</p>
-<form method="post">{% csrf_token %}
-  {{ form.as_p }}
-  {% for lane in lanes %}
-  <input type="hidden" name="_selected_action" value="{{ lane.pk }}">
-  {% endfor %}
-  <input type="hidden" name="action" value="send_message">
-  <input type="submit" name="apply" value="Send">
-  <a href="{{ request.get_full_path }}">Cancel</a>
-</form>
-{% endblock %}
-"""
+# The whole admin is dispatch's console; "View site" opens the dashboard.
+admin.site.site_header = "dispatch"
+admin.site.site_title = "dispatch"
+admin.site.index_title = "Console"
+admin.site.site_url = "/"
+
+BULK_CONFIRM_TEMPLATE = "lanes/console/confirm_bulk.html"
+SEND_FORM_TEMPLATE = "lanes/console/send_bulk.html"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -60,38 +56,36 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
-    """Execute one op for the admin; report failures as messages."""
-    from dispatchsite.core.errors import DispatchError
-    from dispatchsite.core.registry import Origin, execute
+def ran(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
+    return run_op(request, op_id, params) is not None
 
-    actor = getattr(request.user, "get_username", lambda: "")()
-    try:
-        execute(op_id, params, Origin(surface="admin", actor=f"admin:{actor}"))
-    except DispatchError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        messages.error(request, f"{op_id} {params}: {exc.message}{hint}")
+
+class LaneGoalInline(admin.TabularInline):
+    """Every goal the lane has had (kept by the services and the journal)."""
+
+    model = LaneGoal
+    extra = 0
+    can_delete = False
+    ordering = ("-id",)
+    fields = (
+        "objective",
+        "status",
+        "token_budget",
+        "tokens_used",
+        "time_used_seconds",
+        "set_by",
+        "cleared_by",
+        "created_at",
+        "completed_at",
+        "cleared_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-    return True
 
-
-def send_modes() -> list[tuple[str, str]]:
-    import typing
-
-    from lanes.ops.messages import SendMode
-
-    return [(mode, mode) for mode in typing.get_args(SendMode)]
-
-
-class SendMessageForm(forms.Form):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 6, "cols": 80}))
-    mode = forms.ChoiceField(initial="send")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        mode = self.fields["mode"]
-        assert isinstance(mode, forms.ChoiceField)
-        mode.choices = send_modes()
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Lane)
@@ -105,11 +99,21 @@ class LaneAdmin(ReadOnlyAdmin):
         "cwd",
         "latest_turn_status",
         "last_event_at",
+        "live_link",
     )
     list_filter = ("status", "source", "host")
     search_fields = ("ref", "title", "thread_id", "cwd")
     readonly_fields = ("recent_events",)
-    actions = ("send_message", "stop_turn", "archive_lane")
+    actions = (
+        "send_message",
+        "stop_turn",
+        "archive_lane",
+        "restore_lane",
+        "compact_lane",
+        "sync_lane",
+    )
+    change_form_template = "admin/lanes/lane/change_form.html"
+    inlines = (LaneGoalInline,)
     fieldsets = (
         (
             None,
@@ -173,14 +177,74 @@ class LaneAdmin(ReadOnlyAdmin):
             rows,
         )
 
+    # -- the console: new lane, the lane page's panel and buttons ------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # "Add" is the `new` op, which does its own checks.
+        return self.has_view_permission(request)
+
+    def add_view(
+        self,
+        request: HttpRequest,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return console.new_lane(self, request)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        lane = Lane.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        extra = {**(extra_context or {})}
+        if lane is not None:
+            extra["console"] = console.console_context(lane)
+        return super().change_view(request, object_id, form_url, extra)
+
+    def get_urls(self) -> list[URLPattern]:
+        def act(request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+            return console.lane_action(self, request, object_id, action)
+
+        return [
+            path(
+                "<path:object_id>/act/<str:action>/",
+                self.admin_site.admin_view(act),
+                name="lanes_lane_act",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="live")
+    def live_link(self, lane: Lane) -> str:
+        return format_html(
+            '<a href="{}">live</a>', reverse("lanes:live", args=[lane.ref])
+        )
+
+    # -- bulk actions on the list ----------------------------------------------
+
+    def each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Lane],
+        op_id: str,
+        key: str,
+        done: str,
+    ) -> None:
+        count = sum(ran(request, op_id, {key: lane.ref}) for lane in queryset)
+        if count:
+            self.message_user(request, f"{done} {count} lane(s)", messages.SUCCESS)
+
     @admin.action(description="Send a message to the selected lanes")
     def send_message(
         self, request: HttpRequest, queryset: QuerySet[Lane]
     ) -> HttpResponse | None:
-        form = SendMessageForm(request.POST if "apply" in request.POST else None)
+        form = SendForm(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():
             sent = sum(
-                run_op(
+                ran(
                     request,
                     "send",
                     {
@@ -194,7 +258,6 @@ class LaneAdmin(ReadOnlyAdmin):
             if sent:
                 self.message_user(request, f"sent to {sent} lane(s)", messages.SUCCESS)
             return None
-        template = engines["django"].from_string(SEND_FORM_TEMPLATE)
         context = {
             **self.admin_site.each_context(request),
             "title": "Send a message",
@@ -202,28 +265,56 @@ class LaneAdmin(ReadOnlyAdmin):
             "lanes": list(queryset),
             "opts": self.model._meta,
         }
-        return TemplateResponse(request, template, context)
+        return TemplateResponse(request, SEND_FORM_TEMPLATE, context)
 
     @admin.action(description="Stop the active turn of the selected lanes")
     def stop_turn(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
-        done = sum(run_op(request, "stop", {"lane": lane.ref}) for lane in queryset)
-        if done:
-            self.message_user(request, f"stopped {done} lane(s)", messages.SUCCESS)
+        self.each(request, queryset, "stop", "lane", "stopped")
 
     @admin.action(description="Archive the selected lanes")
-    def archive_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
-        done = sum(
-            run_op(request, "archive", {"target": lane.ref}) for lane in queryset
-        )
-        if done:
-            self.message_user(request, f"archived {done} lane(s)", messages.SUCCESS)
+    def archive_lane(
+        self, request: HttpRequest, queryset: QuerySet[Lane]
+    ) -> HttpResponse | None:
+        # `archive` is a destroy op: the admin asks first, like the CLI.
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Archive lanes?",
+                "lanes": list(queryset),
+                "action": "archive_lane",
+                "opts": self.model._meta,
+            }
+            return TemplateResponse(request, BULK_CONFIRM_TEMPLATE, context)
+        self.each(request, queryset, "archive", "target", "archived")
+        return None
+
+    @admin.action(description="Restore the selected archived lanes")
+    def restore_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
+        self.each(request, queryset, "restore", "target", "restored")
+
+    @admin.action(description="Compact the context of the selected lanes")
+    def compact_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
+        self.each(request, queryset, "compact", "lane", "compacting")
+
+    @admin.action(description="Sync the history index of the selected lanes")
+    def sync_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
+        self.each(request, queryset, "sync", "lane", "synced")
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
-    list_display = ("ts", "op", "lane", "outcome", "surface", "trigger_id", "detail")
+    list_display = (
+        "ts",
+        "op",
+        "lane",
+        "outcome",
+        "surface",
+        "actor",
+        "trigger_id",
+        "detail",
+    )
     list_filter = ("op", "outcome", "surface")
-    search_fields = ("lane", "detail", "trigger_id")
+    search_fields = ("lane", "detail", "trigger_id", "actor")
     date_hierarchy = "ts"
 
 
@@ -243,11 +334,23 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
 class ApiTokenAdmin(ReadOnlyAdmin):
     """Tokens are created with `dispatch token create` (the value is shown once)."""
 
-    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_display = (
+        "name",
+        "prefix",
+        "read_only",
+        "lane_ids",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     readonly_fields = (
         "name",
         "prefix",
         "token_hash",
+        "read_only",
+        "lane_ids",
+        "expires_at",
         "created_at",
         "last_used_at",
         "revoked_at",
@@ -267,9 +370,52 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 
 @admin.register(ServerRequest)
 class ServerRequestAdmin(ReadOnlyAdmin):
-    list_display = ("id", "thread_id", "method", "state", "received_at", "resolved_at")
-    list_filter = ("state", "method")
+    """The approvals inbox: held requests are answered with the actions."""
+
+    list_display = (
+        "id",
+        "thread_id",
+        "method",
+        "state",
+        "held",
+        "decision",
+        "answered_by",
+        "received_at",
+        "resolved_at",
+    )
+    list_filter = ("state", "held", "method")
     search_fields = ("thread_id", "method")
+    actions = ("accept_requests", "decline_requests", "cancel_requests")
+
+    def respond(
+        self, request: HttpRequest, queryset: QuerySet[ServerRequest], decision: str
+    ) -> None:
+        done = sum(
+            ran(request, "request-respond", {"id": row.pk, "decision": decision})
+            for row in queryset
+        )
+        if done:
+            self.message_user(
+                request, f"{decision}: {done} request(s) answered", messages.SUCCESS
+            )
+
+    @admin.action(description="Accept the selected held requests")
+    def accept_requests(
+        self, request: HttpRequest, queryset: QuerySet[ServerRequest]
+    ) -> None:
+        self.respond(request, queryset, "accept")
+
+    @admin.action(description="Decline the selected held requests")
+    def decline_requests(
+        self, request: HttpRequest, queryset: QuerySet[ServerRequest]
+    ) -> None:
+        self.respond(request, queryset, "decline")
+
+    @admin.action(description="Cancel the selected held requests (ends their turns)")
+    def cancel_requests(
+        self, request: HttpRequest, queryset: QuerySet[ServerRequest]
+    ) -> None:
+        self.respond(request, queryset, "cancel")
 
 
 @admin.register(WorkerLease)

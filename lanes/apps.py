@@ -10,3 +10,10 @@ class LanesConfig(AppConfig):
         from lanes.journal.retention import JOURNAL_UPKEEP
 
         register_beat_entry(JOURNAL_UPKEEP)
+
+        from lanes.services.goals import goal_history_follow
+        from lanes.signals import lane_events_journaled
+
+        lane_events_journaled.connect(
+            goal_history_follow, dispatch_uid="lanes.goal_history"
+        )

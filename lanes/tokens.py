@@ -3,26 +3,52 @@
 Only a sha256 of each token is stored. A token is `dsp_` + 8 lookup chars +
 a secret; the first 12 characters are its stored (unique) prefix, so a
 request costs one indexed query and one constant-time comparison.
+
+A token may be scoped: read ops only (`read_only`), only some lanes
+(`lane_ids`, thread ids resolved when it is created), until `expires_at`.
+TokenScope is the one place those scopes are checked; REST (and so MCP,
+which calls REST) and the websockets all ask it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
-from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from dispatchsite.core.errors import NotFoundError, ValidationError
-from lanes.models import ApiToken
+from dispatchsite.core.errors import AuthorityError, NotFoundError, ValidationError
+from dispatchsite.core.origin import Origin
+from dispatchsite.core.registry import load_ops, parse_input
+from lanes.models import ApiToken, Lane
+from lanes.selectors import find_lane
 
 TOKEN_PREFIX = "dsp_"
 PREFIX_LENGTH = len(TOKEN_PREFIX) + 8
 # last_used_at is a hint for humans; writing it on every request would take
 # SQLite's write lock on the hot path, so it is refreshed at most this often.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+DURATION = re.compile(r"(\d+)\s*([smhdw])")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+EXPIRES_FORMS = "a duration (30m, 12h, 7d, 2w) or an ISO-8601 time"
+
+# Input fields through which an op names the lane it acts on.
+LANE_FIELDS = ("lane", "old", "target")
+# Reads that name no lane, answered in full to a lane-scoped token because
+# they say nothing about any lane. Every other lane-free op is refused to it
+# (new ops included, until they are listed here or in NARROWED_READS).
+LANE_FREE_READS = frozenset({"models"})
+# Lane-free reads a lane-scoped token sees narrowed to its lanes:
+# op id -> the output list whose rows carry the lane's thread id as "id".
+NARROWED_READS = {"roster": "lanes"}
 
 
 def token_hash(raw: str) -> str:
@@ -33,23 +59,91 @@ def token_generate() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def api_token_create(*, name: str) -> tuple[ApiToken, str]:
+def live_tokens() -> Any:
+    """Tokens neither revoked nor expired."""
+    return ApiToken.objects.filter(revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+def token_expiry(text: str, *, now: datetime | None = None) -> datetime:
+    """`--expires`: a duration from now or an ISO-8601 time, in the future."""
+    now = now or timezone.now()
+    value = text.strip()
+    match = DURATION.fullmatch(value)
+    if match:
+        seconds = int(match[1]) * UNITS[match[2]]
+        if seconds <= 0:
+            raise ValidationError(
+                f"--expires {text!r} is not in the future", hint=f"pass {EXPIRES_FORMS}"
+            )
+        try:
+            return now + timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValidationError(
+                f"--expires {text!r} is too far away", hint=f"pass {EXPIRES_FORMS}"
+            ) from None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"--expires {text!r} is neither a duration nor an ISO-8601 time",
+            hint=f"pass {EXPIRES_FORMS}; a time without an offset is UTC",
+        ) from None
+    if timezone.is_naive(when):
+        when = when.replace(tzinfo=UTC)
+    if when <= now:
+        raise ValidationError(
+            f"--expires {text!r} is in the past", hint=f"pass {EXPIRES_FORMS}"
+        )
+    return when
+
+
+def scope_lanes(selectors: Iterable[str]) -> list[str] | None:
+    """Thread ids of the `--lane` selectors (exact), None when none were given."""
+    ids: list[str] = []
+    for selector in selectors:
+        lane = find_lane(selector) if selector.strip() else None
+        if lane is None:
+            raise ValidationError(
+                f"--lane {selector!r}: no managed lane matches",
+                hint="name a lane by ref, thread id or @handle; see `dispatch list`",
+            )
+        if lane.thread_id not in ids:
+            ids.append(lane.thread_id)
+    return ids or None
+
+
+def api_token_create(
+    *,
+    name: str,
+    read_only: bool = False,
+    lanes: Iterable[str] = (),
+    expires: str | None = None,
+) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and never stored."""
     name = name.strip()
     if not name:
         raise ValidationError("token name must not be empty", hint="pass a name")
+    lane_ids = scope_lanes(lanes)
+    expires_at = token_expiry(expires) if expires is not None else None
     existing = ApiToken.objects.filter(name=name).first()
-    if existing is not None and existing.revoked_at is None:
+    if existing is not None and live_tokens().filter(pk=existing.pk).exists():
         raise ValidationError(
             f"a token named {name!r} already exists",
             hint=f"revoke it first: `dispatch token revoke {name} --yes`",
         )
     if existing is not None:
-        existing.delete()  # a revoked token frees its name
+        existing.delete()  # a revoked or expired token frees its name
     for _attempt in range(5):
         raw = token_generate()
         token = ApiToken(
-            name=name, prefix=raw[:PREFIX_LENGTH], token_hash=token_hash(raw)
+            name=name,
+            prefix=raw[:PREFIX_LENGTH],
+            token_hash=token_hash(raw),
+            read_only=read_only,
+            lane_ids=lane_ids,
+            expires_at=expires_at,
         )
         token.full_clean(validate_unique=False)
         try:
@@ -78,12 +172,13 @@ def api_token_revoke(*, name: str) -> ApiToken:
 
 
 def api_token_authenticate(raw: str) -> ApiToken | None:
-    """The live token matching `raw`, or None; marks it used (coarsely)."""
+    """The live token matching `raw`, or None; marks it used (coarsely).
+
+    Expired tokens are refused exactly like revoked ones.
+    """
     if not raw.startswith(TOKEN_PREFIX) or len(raw) <= PREFIX_LENGTH:
         return None
-    token = ApiToken.objects.filter(
-        prefix=raw[:PREFIX_LENGTH], revoked_at__isnull=True
-    ).first()
+    token = live_tokens().filter(prefix=raw[:PREFIX_LENGTH]).first()
     if token is None or not hmac.compare_digest(token.token_hash, token_hash(raw)):
         return None
     now = timezone.now()
@@ -93,14 +188,37 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
     return token
 
 
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 def api_token_as_dict(token: ApiToken) -> dict[str, object]:
+    expired = token.expires_at is not None and token.expires_at <= timezone.now()
+    lanes = None
+    if token.lane_ids is not None:
+        known = {
+            lane.thread_id: lane
+            for lane in Lane.objects.filter(thread_id__in=token.lane_ids)
+        }
+        lanes = [
+            {
+                "id": thread_id,
+                "ref": known[thread_id].ref if thread_id in known else None,
+                "handle": known[thread_id].handle if thread_id in known else None,
+            }
+            for thread_id in token.lane_ids
+        ]
     return {
         "name": token.name,
         "prefix": token.prefix,
-        "created_at": token.created_at.isoformat(),
-        "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
-        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
-        "active": token.revoked_at is None,
+        "created_at": iso(token.created_at),
+        "last_used_at": iso(token.last_used_at),
+        "revoked_at": iso(token.revoked_at),
+        "read_only": token.read_only,
+        "lanes": lanes,
+        "expires_at": iso(token.expires_at),
+        "expired": expired,
+        "active": token.revoked_at is None and not expired,
     }
 
 
@@ -119,3 +237,109 @@ def bearer_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
             if scheme.lower() == "bearer" and credential.strip():
                 return credential.strip()
     return None
+
+
+# -- scopes ---------------------------------------------------------------------
+
+SCOPE_HINT = "see its scopes with `dispatch token list`"
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    """What one token may do: every check of a token's scopes is here."""
+
+    name: str
+    read_only: bool = False
+    # Thread ids of the lanes the token may touch; None: every lane.
+    lane_ids: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, token: ApiToken) -> TokenScope:
+        lanes = frozenset(token.lane_ids) if token.lane_ids is not None else None
+        return cls(name=token.name, read_only=token.read_only, lane_ids=lanes)
+
+    def allows_lane(self, thread_id: str) -> bool:
+        return self.lane_ids is None or thread_id in self.lane_ids
+
+    def authorize(self, op_id: str, params: dict[str, Any], origin: Origin) -> None:
+        """AuthorityError unless this token may run `op_id` with `params`.
+
+        Refused writes are audited, like every refused write.
+        """
+        if not self.read_only and self.lane_ids is None:
+            return
+        op = load_ops().get(op_id)
+        if op is None:
+            return  # execute reports the unknown op
+        if self.read_only and op.intent != "read":
+            self.refuse(
+                op_id,
+                op.intent,
+                origin,
+                f"token {self.name!r} is read-only: `{op.cli}` is a {op.intent} op",
+                hint=f"use a token created without --read-only; {SCOPE_HINT}",
+            )
+        if self.lane_ids is None:
+            return
+        # The parsed input: exactly the values the handler will resolve.
+        parsed = parse_input(op, params)
+        selectors = [
+            value
+            for field in LANE_FIELDS
+            if isinstance(value := getattr(parsed, field, None), str) and value.strip()
+        ]
+        if not selectors:
+            if op.intent == "read" and (
+                op.id in LANE_FREE_READS or op.id in NARROWED_READS
+            ):
+                return
+            self.refuse(
+                op_id,
+                op.intent,
+                origin,
+                f"token {self.name!r} is limited to some lanes, and `{op.cli}` "
+                "does not name one of them",
+                hint="name one of its lanes, or use a token without --lane; "
+                + SCOPE_HINT,
+            )
+        for selector in selectors:
+            # Exact resolution, and one answer for unknown and foreign lanes:
+            # a scoped token learns nothing about lanes outside its scope.
+            lane = find_lane(selector)
+            if lane is None or lane.thread_id not in self.lane_ids:
+                self.refuse(
+                    op_id,
+                    op.intent,
+                    origin,
+                    f"token {self.name!r} may not act on lane {selector!r}: it is "
+                    "not one of the token's lanes",
+                    hint="name one of its lanes exactly (ref, thread id or "
+                    f"@handle); {SCOPE_HINT}",
+                    lane=selector,
+                )
+
+    def refuse(
+        self,
+        op_id: str,
+        intent: str,
+        origin: Origin,
+        message: str,
+        *,
+        hint: str,
+        lane: str = "",
+    ) -> NoReturn:
+        if intent != "read":
+            from lanes.services.audit import audit_record
+
+            audit_record(
+                op=op_id, lane=lane, outcome="authority", detail=message, origin=origin
+            )
+        raise AuthorityError(message, hint=hint)
+
+    def narrow(self, op_id: str, output: dict[str, Any]) -> dict[str, Any]:
+        """A lane-free read's answer without the lanes outside the scope."""
+        key = NARROWED_READS.get(op_id)
+        if self.lane_ids is None or key is None:
+            return output
+        rows = output.get(key) or []
+        return {**output, key: [row for row in rows if self.allows_lane(row["id"])]}

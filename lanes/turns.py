@@ -31,6 +31,18 @@ def thread_settings_params(
     return params
 
 
+def thread_instruction_params(
+    *, base: str | None, developer: str | None
+) -> dict[str, Any]:
+    """thread/start instructions; they stay with the thread for every turn."""
+    params: dict[str, Any] = {}
+    if base is not None:
+        params["baseInstructions"] = base
+    if developer is not None:
+        params["developerInstructions"] = developer
+    return params
+
+
 def turn_start_params(
     lane: Lane, text: str, *, client_message_id: str | None = None
 ) -> dict[str, Any]:
@@ -47,6 +59,10 @@ def turn_start_params(
         params["model"] = saved["model"]
     if saved.get("effort"):
         params["effort"] = saved["effort"]
+    if saved.get("summary"):
+        params["summary"] = saved["summary"]
+    if saved.get("output_schema") is not None:
+        params["outputSchema"] = saved["output_schema"]
     if client_message_id:
         params["clientUserMessageId"] = client_message_id
     return params

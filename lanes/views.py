@@ -85,7 +85,7 @@ async def live_send(request: HttpRequest, selector: str) -> JsonResponse:
         # A send waits on the worker (turn/start, or a whole turn for an
         # interject): off the shared sync thread, so pages stay responsive.
         result = await sync_to_async(run_send, thread_sensitive=False)(
-            selector, text, mode, f"user:{user.get_username()}"
+            selector, text, mode, f"admin:{user.get_username()}"
         )
     except DispatchError as exc:
         return JsonResponse(exc.as_dict(), status=exc.http_status)

@@ -4,3 +4,15 @@ from django.apps import AppConfig
 class WorkspacesConfig(AppConfig):
     name = "workspaces"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from lanes.signals import lane_detail_requested, lane_events_journaled
+        from workspaces.checks import check_turn_outputs
+        from workspaces.presenters import lane_detail_receiver
+
+        lane_events_journaled.connect(
+            check_turn_outputs, dispatch_uid="workspaces.check_turn_outputs"
+        )
+        lane_detail_requested.connect(
+            lane_detail_receiver, dispatch_uid="workspaces.lane_detail"
+        )

@@ -12,16 +12,24 @@ from django.conf import settings
 from dispatchsite.core.env import env_bool
 from dispatchsite.core.errors import ValidationError
 
-KNOWN_POLICY_KEYS = {"allow_attached_writes", "approvals"}
-APPROVAL_MODES = {"decline", "accept"}
+KNOWN_POLICY_KEYS = {"allow_attached_writes", "approvals", "approval_timeout_s"}
+# Read by workspaces (launch preflight); listed so this reader accepts them.
+WORKSPACE_POLICY_KEYS = {"allow_workspace_setup", "workspace_setup_timeout_seconds"}
+APPROVAL_MODES = {"decline", "accept", "hold"}
+# A held approval blocks its turn; an hour is long enough for a person to
+# notice, short enough that a forgotten one does not hold a lane for days.
+DEFAULT_APPROVAL_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
 class Policy:
     allow_attached_writes: bool = False
-    # What the worker answers when Codex asks for an approval and nobody has
-    # answered through dispatch; "decline" keeps turns moving safely.
+    # What the worker answers when Codex asks for an approval; "decline"
+    # keeps turns moving safely, "hold" leaves the turn waiting for
+    # `dispatch request respond` (lanes may override it).
     approvals: str = "decline"
+    # A held approval nobody answered within this many seconds is declined.
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
 
 
 def config_path() -> Path:
@@ -62,7 +70,7 @@ def read_policy(path: Path) -> Policy:
     policy = data.get("policy", {})
     if not isinstance(policy, dict):
         raise ValidationError(f"{path}: [policy] must be a table", hint=f"fix {path}")
-    unknown = set(policy) - KNOWN_POLICY_KEYS
+    unknown = set(policy) - KNOWN_POLICY_KEYS - WORKSPACE_POLICY_KEYS
     if unknown:
         raise ValidationError(
             f"{path}: unknown [policy] keys {sorted(unknown)}",
@@ -80,5 +88,19 @@ def read_policy(path: Path) -> Policy:
             f"{path}: policy.approvals must be one of {sorted(APPROVAL_MODES)}",
             hint=f"fix {path}",
         )
+    timeout = policy.get("approval_timeout_s", DEFAULT_APPROVAL_TIMEOUT_S)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not timeout > 0
+    ):
+        raise ValidationError(
+            f"{path}: policy.approval_timeout_s must be a positive number of seconds",
+            hint=f"fix {path}",
+        )
     allow = env_bool("DISPATCH_ALLOW_ATTACHED_WRITES", allow)
-    return Policy(allow_attached_writes=allow, approvals=approvals)
+    return Policy(
+        allow_attached_writes=allow,
+        approvals=approvals,
+        approval_timeout_s=float(timeout),
+    )

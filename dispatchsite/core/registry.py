@@ -8,11 +8,14 @@ handler with `define_op` in a module of its `ops` package.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import pydantic
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
@@ -64,7 +67,18 @@ def unsafe_string(value: Any, where: str) -> tuple[str, str] | None:
 
 
 class OpInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """An op's input. Strict: `{"full": 0}` is no boolean and `"5"` no integer
+    (the CLI and REST query strings convert their text before validation), no
+    float is NaN or infinite, and strings and integers are bounded (see
+    bound_fields); the published schemas say all of it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if bound_fields(cls):
+            cls.model_rebuild(force=True)
 
     @model_validator(mode="after")
     def _refuse_unsafe_strings(self) -> OpInput:
@@ -79,6 +93,52 @@ class OpInput(BaseModel):
                 {"field": found[0], "problem": found[1]},
             )
         return self
+
+
+# Bounds for fields that name none: every published string and integer is
+# bounded, so no input reaches SQLite or the app-server unchecked. 256 Ki
+# characters stay under the REST body limit (2.5 MB) even as 4-byte UTF-8,
+# so an over-long string is a 400 naming the field; an integer past 2**63
+# would overflow SQLite, and 2**53 keeps it exact in JSON.
+TEXT_MAX = 262_144
+INT_MAX = 2**53 - 1
+
+
+def optional_inner(annotation: Any) -> Any:
+    """X for `X | None`, else the annotation itself."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def bound_fields(model: type[BaseModel]) -> bool:
+    """Give plain string and integer fields the bounds they lack; True if any
+    changed.
+
+    A required string gets minLength 1 (every surface rejects an empty
+    selector, name or text anyway), every string a maxLength, every integer
+    a range: the schema stays exact for new ops without each one repeating it.
+    """
+    changed = False
+    for info in model.model_fields.values():
+        inner = optional_inner(info.annotation)
+        kinds = {type(m) for m in info.metadata}
+        added: list[Any] = []
+        if inner is str:
+            if info.is_required() and MinLen not in kinds:
+                added.append(MinLen(1))
+            if MaxLen not in kinds:
+                added.append(MaxLen(TEXT_MAX))
+        elif inner is int:
+            if not kinds & {Le, Lt}:
+                added.append(Le(INT_MAX))
+            if not kinds & {Ge, Gt}:
+                added.append(Ge(-INT_MAX))
+        info.metadata.extend(added)
+        changed = changed or bool(added)
+    return changed
 
 
 class OpOutput(BaseModel):

@@ -18,7 +18,21 @@ from django.conf import settings
 
 from dispatchsite.core.errors import AppServerError
 
-RUNNING_FIX = "run `dispatch down` first, or pass --allow-running"
+RUNNING_FIX = (
+    "stop the daemon first (`dispatch down`), then migrate; or pass "
+    "--allow-running to migrate under it"
+)
+
+
+class DaemonRunningError(AppServerError):
+    """`registry migrate` refused because the daemon is up.
+
+    Exit 8 as in the tool users come from ("registry migrate blocked -> exit
+    8"), but under its own code: nothing is wrong with the app-server.
+    """
+
+    code = "daemon_running"
+    http_status = 409
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,9 @@ def registry_migrate(*, backup: bool, allow_running: bool) -> dict[str, Any]:
     }
     if running and not allow_running:
         result.update(status="blocked", reason="daemon_running", recovery=RUNNING_FIX)
-        raise AppServerError(
-            f"the dispatch daemon is running; {RUNNING_FIX}",
+        raise DaemonRunningError(
+            "the dispatch daemon is running, and migrating under it could "
+            f"change tables it is using: {RUNNING_FIX}",
             hint=RUNNING_FIX,
             data=result,
         )

@@ -46,12 +46,16 @@ def status(data: NoInput, origin: Origin) -> dict[str, Any]:
 
     from dispatchsite.runtime.status import stack_status
     from lanes.models import Lane
+    from triggers.models import Trigger
 
     counts = {value: 0 for value in Lane.Status.values}
     daemon = stack_status()
+    triggers = {True: 0, False: 0}
     try:
         for value in Lane.objects.values_list("status", flat=True):
             counts[value] = counts.get(value, 0) + 1
+        for enabled in Trigger.objects.values_list("enabled", flat=True):
+            triggers[enabled] += 1
     except OperationalError:
         # A home that was never started has no database yet: nothing runs
         # and there are no lanes, which is an answer, not an error.
@@ -64,8 +68,8 @@ def status(data: NoInput, origin: Origin) -> dict[str, Any]:
         "error": counts["error"],
         "archived": counts["archived"],
         "active": counts["busy"] + counts["waiting_approval"],
-        "triggers": 0,
-        "triggers_enabled": 0,
+        "triggers": triggers[True] + triggers[False],
+        "triggers_enabled": triggers[True],
         "daemon": daemon,
     }
 

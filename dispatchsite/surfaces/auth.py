@@ -8,7 +8,8 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from dispatchsite.core.errors import UnauthorizedError
-from lanes.tokens import token_user
+from lanes.models import ApiToken
+from lanes.tokens import TokenScope, token_user
 
 
 class BearerToken(HttpBearer):
@@ -25,3 +26,15 @@ UNAUTHORIZED_HINT = (
 
 def unauthorized() -> UnauthorizedError:
     return UnauthorizedError("missing or invalid API token", hint=UNAUTHORIZED_HINT)
+
+
+def request_token(request: HttpRequest) -> ApiToken:
+    """The token BearerToken authenticated; refuses a request that has none."""
+    token = getattr(request, "auth", None)
+    if not isinstance(token, ApiToken):
+        raise unauthorized()
+    return token
+
+
+def request_scope(request: HttpRequest) -> TokenScope:
+    return TokenScope.of(request_token(request))

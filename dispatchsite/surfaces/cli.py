@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 
 from dispatchsite.core.commands import SurfaceCommand, load_commands
 from dispatchsite.core.errors import DispatchError, NotStartedError, ValidationError
-from dispatchsite.core.origin import Origin
+from dispatchsite.core.origin import Origin, local_user
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
 
 
@@ -82,11 +82,15 @@ def add_field_argument(node: Node, op: Op, name: str, info: FieldInfo) -> None:
             return
         node.flags.add(name)
         aliases = [f for f in extra.get("cli_flags", []) if f not in node.flags]
+        # Strict inputs: a numeric positional (`request respond <id>`) is
+        # converted here, as its flag form would be.
+        numeric = {"type": annotation} if annotation in (int, float) else {}
         parser.add_argument(
             name,
             nargs=None if info.is_required() and not aliases else "?",
             default=argparse.SUPPRESS,
             help=help_text + (f" (or {' / '.join(aliases)})" if aliases else ""),
+            **numeric,
         )
         if aliases:
             # Exactly one of the two, checked in op_params.
@@ -267,6 +271,40 @@ def op_params(node: Node, op: Op, args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def file_params(op: Op, params: dict[str, Any]) -> dict[str, Any]:
+    """Path flags made absolute against the caller's cwd; one '-' reads stdin.
+
+    The op may run in another process (the daemon has no stdin and another
+    cwd), so the CLI reads stdin itself and sends the content.
+    """
+    readers = []
+    for name, info in op.input.model_fields.items():
+        extra = field_extra(info)
+        value = params.get(name)
+        if not extra.get("cli_path") or not isinstance(value, str):
+            continue
+        if value == "-" and extra.get("cli_stdin"):
+            readers.append(name)
+        elif value != "-" and (
+            extra["cli_path"] != "if_exists" or os.path.exists(value)
+        ):
+            params[name] = os.path.abspath(os.path.expanduser(value))
+    if len(readers) > 1:
+        raise ValidationError(
+            " and ".join(flag_for(n) for n in readers) + " both read stdin",
+            hint="only one input may come from stdin; pass the others as files",
+        )
+    if readers:
+        try:
+            params["stdin"] = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"{flag_for(readers[0])} -: stdin is not UTF-8 ({exc.reason})",
+                hint="pipe UTF-8 text",
+            ) from None
+    return params
+
+
 def confirm_destroy(op: Op, args: argparse.Namespace, params: dict[str, Any]) -> None:
     if getattr(args, "yes", False):
         return
@@ -332,10 +370,12 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
         )
     op = choose_op(node, args)
     params = op_params(node, op, args)
+    params = file_params(op, params)
     if op.intent == "destroy":
         confirm_destroy(op, args, params)
     caller = os.environ.get("CODEX_THREAD_ID") or None
-    return execute(op.id, params, Origin(surface="cli", caller_thread_id=caller))
+    origin = Origin(surface="cli", actor=local_user(), caller_thread_id=caller)
+    return execute(op.id, params, origin)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from annotated_types import MaxLen
 from django.http import HttpRequest, HttpResponse
 from ninja import Body, Path, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict, create_model
@@ -36,10 +37,12 @@ from pydantic import BaseModel, ConfigDict, create_model
 from dispatchsite.core.errors import NotFoundError, ValidationError
 from dispatchsite.core.origin import Origin
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
+from dispatchsite.surfaces.auth import request_scope
 
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PATH_FIELD = re.compile(r"{(\w+)}")
+PATH_SEGMENT_MAX = 1024
 
 
 class ErrorBody(Schema):
@@ -59,7 +62,8 @@ class HealthOut(Schema):
     version: str
 
 
-ERROR_STATUSES = (400, 401, 403, 404, 409, 500, 501, 502)
+# 413: a body over DATA_UPLOAD_MAX_MEMORY_SIZE (dispatchsite.surfaces.api).
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 500, 501, 502)
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
@@ -79,18 +83,51 @@ def op_context(request: HttpRequest) -> Origin:
     )
 
 
+def run_scoped(
+    request: HttpRequest, op_id: str, params: dict[str, Any]
+) -> HttpResponse:
+    """Run an op within the scopes of the request's token (lanes.tokens)."""
+    scope = request_scope(request)
+    origin = op_context(request)
+    scope.authorize(op_id, params, origin)
+    return json_response(scope.narrow(op_id, execute(op_id, params, origin)))
+
+
 def camel(op_id: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[-_ ]", op_id))
 
 
 def sub_model(
-    name: str, fields: dict[str, Any], *, forbid_extra: bool
+    name: str,
+    fields: dict[str, Any],
+    *,
+    forbid_extra: bool,
+    strict: bool = False,
+    max_length: int | None = None,
 ) -> type[BaseModel]:
-    config = ConfigDict(extra="forbid" if forbid_extra else "ignore")
-    definitions: dict[str, Any] = {
-        field: (info.annotation, copy.copy(info)) for field, info in fields.items()
-    }
+    # A JSON body is typed, so it is checked as strictly as the op's input; a
+    # path or query string is text that ninja converts first.
+    config = ConfigDict(extra="forbid" if forbid_extra else "ignore", strict=strict)
+    definitions: dict[str, Any] = {}
+    for field, info in fields.items():
+        part = copy.copy(info)
+        if max_length is not None and info.annotation is str:
+            # A URL segment is a selector or an id, never a text.
+            limits = [m.max_length for m in part.metadata if isinstance(m, MaxLen)]
+            part.metadata = [m for m in part.metadata if not isinstance(m, MaxLen)]
+            part.metadata.append(MaxLen(min([max_length, *limits])))
+        definitions[field] = (info.annotation, part)
     return create_model(name, __config__=config, **definitions)
+
+
+def published_output(op: Op) -> type[BaseModel]:
+    """The op's output under a name of its own in the OpenAPI components.
+
+    ninja files every model under its class name, and a later model of the
+    same name silently replaces an earlier one (two apps' `HistoryOut`), so
+    an operation would publish another's schema.
+    """
+    return create_model(f"{camel(op.id)}Output", __base__=op.output)
 
 
 def route_path(op: Op) -> str:
@@ -148,11 +185,14 @@ def make_view(op: Op) -> Callable[..., HttpResponse]:
 
     if in_path:
         model = sub_model(
-            f"{base}Path", {n: public[n] for n in in_path}, forbid_extra=False
+            f"{base}Path",
+            {n: public[n] for n in in_path},
+            forbid_extra=False,
+            max_length=PATH_SEGMENT_MAX,
         )
         add("path_", Path[model])  # type: ignore[valid-type,misc]
     if rest and method.upper() in BODY_METHODS:
-        model = sub_model(f"{base}Body", rest, forbid_extra=True)
+        model = sub_model(f"{base}Body", rest, forbid_extra=True, strict=True)
         optional = all(not f.is_required() for f in rest.values())
         required = inspect.Parameter.empty
         add("body_", Body[model], None if optional else required)  # type: ignore[valid-type,misc]
@@ -161,13 +201,23 @@ def make_view(op: Op) -> Callable[..., HttpResponse]:
         add("query_", Query[model])  # type: ignore[valid-type,misc]
 
     op_id = op.id
+    query_names = set(rest) if method.upper() not in BODY_METHODS else set()
 
     def view(request: HttpRequest, **parts: BaseModel | None) -> HttpResponse:
+        unknown = sorted(set(request.GET) - query_names)
+        if unknown:
+            # ninja reads only the parameters it knows: a misspelt one would
+            # be dropped without a word.
+            raise ValidationError(
+                f"unknown query parameter(s): {', '.join(unknown)}",
+                hint=f"{method.upper()} {path} takes: "
+                + (", ".join(sorted(query_names)) or "no query parameters"),
+            )
         merged: dict[str, Any] = {}
         for part in parts.values():
             if part is not None:
                 merged.update(part.model_dump(exclude_unset=True))
-        return json_response(execute(op_id, merged, op_context(request)))
+        return run_scoped(request, op_id, merged)
 
     view.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     view.__name__ = f"op_{op.id.replace('-', '_')}"
@@ -202,7 +252,7 @@ def run_any_op(request: HttpRequest, op_id: str) -> HttpResponse:
     except ValueError as exc:
         raise ValidationError(f"the request body is not JSON: {exc}") from None
     params = generic_params(op, body)
-    return json_response(execute(op.id, params, op_context(request)))
+    return run_scoped(request, op.id, params)
 
 
 def list_ops(request: HttpRequest) -> HttpResponse:
@@ -270,7 +320,7 @@ def build_router(version: str) -> Router:
             route_path(op),
             [op.http[0].upper()],
             make_view(op),
-            response={200: op.output, **errors},
+            response={200: published_output(op), **errors},
             operation_id=op.id.replace("-", "_"),
             summary=op.summary,
             description=description(op),

@@ -9,6 +9,7 @@ matches on it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 # -- methods dispatch calls --------------------------------------------------
@@ -27,6 +28,8 @@ TURN_STARTED = "turn/started"
 TURN_COMPLETED = "turn/completed"
 ITEM_STARTED = "item/started"
 ITEM_COMPLETED = "item/completed"
+# A server request codex stopped waiting for (answered, or its turn ended).
+SERVER_REQUEST_RESOLVED = "serverRequest/resolved"
 
 # -- requests the app-server sends us --------------------------------------------
 
@@ -57,6 +60,15 @@ APPROVAL_METHODS = frozenset(
 
 # What codex says when it has no thread (loaded or on disk) for an id.
 THREAD_MISSING_MARKERS = ("thread not found", "no rollout", "thread not loaded")
+# What codex says when the request names something malformed or outside an
+# enum: serde's messages, and the id parsers' ("invalid session id: ...").
+INVALID_REQUEST_MARKERS = (
+    "invalid request:",
+    "invalid thread id:",
+    "invalid session id:",
+    "invalid turn id:",
+)
+JSONRPC_INVALID_PARAMS = -32602
 # A configWarning whose summary says codex now runs on its defaults.
 INVALID_CONFIG_MARKERS = ("invalid configuration", "using defaults")
 
@@ -73,8 +85,27 @@ def is_thread_missing_error(message: str) -> bool:
     return any(marker in text for marker in THREAD_MISSING_MARKERS)
 
 
-def is_unknown_method_error(message: str) -> bool:
-    # codex answers an unknown method with "unknown variant `<method>`".
+def is_invalid_request_error(message: str, *, rpc_code: int | None = None) -> bool:
+    """The request itself was wrong (a malformed id, a value outside an enum):
+    codex's serde errors ("Invalid request: ...", "invalid thread id: ...")
+    and JSON-RPC invalid params. An unknown method is not one of them."""
+    if rpc_code == JSONRPC_INVALID_PARAMS:
+        return True
+    text = message.lower()
+    return any(marker in text for marker in INVALID_REQUEST_MARKERS)
+
+
+def is_unsteerable_turn_error(message: str) -> bool:
+    """The running turn (a compaction or a review) takes no new input."""
+    return "cannot steer a" in message.lower()
+
+
+def is_unknown_method_error(message: str, method: str | None = None) -> bool:
+    # codex answers an unknown method with "unknown variant `<method>`" (and
+    # a value outside an enum the same way, so pass `method` to tell them
+    # apart).
+    if method is not None:
+        return f"unknown variant `{method}`" in message
     return "unknown variant" in message
 
 
@@ -95,6 +126,15 @@ def is_invalid_config_warning(params: dict[str, Any]) -> bool:
 
 
 # -- objects ---------------------------------------------------------------------
+
+
+def is_thread_id(text: str) -> bool:
+    """A Codex thread id: a UUID (codex also takes the 32-hex and urn forms)."""
+    try:
+        uuid.UUID(text.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def thread_status(thread: dict[str, Any]) -> str:

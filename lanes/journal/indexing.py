@@ -29,6 +29,7 @@ from lanes.appserver.protocol import (
     TURN_STARTED,
 )
 from lanes.journal.eventstore import datetime_adapter
+from lanes.journal.lane_state import RECOVERY_KEY
 from lanes.models.index import ITEM_ID_MAX, ITEM_TEXT_MAX_CHARS, LaneItem, LaneTurn
 
 log = logging.getLogger("dispatch.index")
@@ -405,7 +406,9 @@ def collect(
                 error=done["error"],
                 completed_at=done["completed_at"] or seen_at,
                 duration_ms=done["duration_ms"],
-                live_completed=True,
+                # A turn closed by recovery may have lost items with the
+                # crash: sync must still fetch them.
+                live_completed=RECOVERY_KEY not in params,
             )
     return list(started.values()), list(completed.values()), turns
 

@@ -46,6 +46,10 @@ TRACKED_FIELDS = [
 
 LaneSnapshot = tuple[tuple[Any, ...], datetime | None]
 
+# The params key of a turn/completed the worker journals for a turn it found
+# gone: {"reason": ..., "source": where the status came from}.
+RECOVERY_KEY = "dispatchRecovery"
+
 
 # -- the journal: in memory, saved once per batch ---------------------------------
 
@@ -88,7 +92,11 @@ def lane_apply_event(lane: Lane, event: LaneEvent | EventRow, now: datetime) -> 
         lane.latest_turn_id = event.turn_id or lane.latest_turn_id
         lane.latest_turn_status = status
         error = turn.get("error") or {}
-        if status == "failed":
+        # A turn the worker found gone (lanes.worker.recovery.lost_turn_event)
+        # was cut off by a crash or a restart, not stopped by anyone: it
+        # says why, and does not hold the queue.
+        lost = status == "interrupted" and isinstance(params.get(RECOVERY_KEY), dict)
+        if status == "failed" or lost:
             lane.latest_error = (
                 (error.get("message") if isinstance(error, dict) else str(error))
                 or lane.latest_error
@@ -97,7 +105,7 @@ def lane_apply_event(lane: Lane, event: LaneEvent | EventRow, now: datetime) -> 
             lane.latest_error_at = now
         if lane.status != Lane.Status.ARCHIVED:
             lane.status = Lane.Status.ERROR if status == "failed" else Lane.Status.IDLE
-        lane.queue_held = status != "completed"
+        lane.queue_held = status != "completed" and not lost
     elif method == "thread/status/changed":
         status = params.get("status") or {}
         kind = status.get("type")
@@ -166,10 +174,13 @@ def lane_mark_turn_started(*, lane_id: int, turn_id: str) -> None:
 
 
 def lane_mark_turn_request_failed(*, lane_id: int, error: str) -> None:
-    """turn/start itself failed: no turn runs, and the lane says why."""
-    Lane.objects.filter(pk=lane_id).update(
+    """The app-server refused turn/start: no turn runs, and the lane says why.
+
+    The latest turn is left as it ended: the refusal started none, so
+    marking it `failed` would rewrite a turn that may have completed.
+    """
+    Lane.objects.filter(pk=lane_id).exclude(status=Lane.Status.ARCHIVED).update(
         status=Lane.Status.ERROR,
-        latest_turn_status="failed",
         latest_error=error[:2000],
         latest_error_at=timezone.now(),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -76,10 +76,28 @@ def item_of(params: dict[str, Any]) -> str:
     return str(item.get("id", "")) if isinstance(item, dict) else ""
 
 
+# Other processes journal dispatch's own events (lanes.journal.dispatch_events)
+# at max(seq) + 1, so the counter can be behind; a conflict reloads it.
+BATCH_ATTEMPTS = 5
+
+
 def journal_write_batch(
     messages: list[dict[str, Any]], counter: SeqCounter
 ) -> JournalResult:
     """Persist one batch in one transaction and update lane state."""
+    for attempt in range(BATCH_ATTEMPTS):
+        try:
+            return journal_write_batch_once(messages, counter)
+        except IntegrityError:
+            if attempt == BATCH_ATTEMPTS - 1:
+                raise
+            counter.forget()
+    raise AssertionError("unreachable")
+
+
+def journal_write_batch_once(
+    messages: list[dict[str, Any]], counter: SeqCounter
+) -> JournalResult:
     result = JournalResult()
     now = timezone.now()
     rows: list[EventRow] = []
@@ -108,7 +126,11 @@ def journal_write_batch(
             )
             rows.append(row)
             lane = lanes.get(thread_id)
-            if lane is not None and lane_apply_event(lane, row, now):
+            # The worker's own dispatch/ events report changes already made;
+            # lane state follows the app-server only.
+            if lane is None or row.method.startswith("dispatch/"):
+                continue
+            if lane_apply_event(lane, row, now):
                 # Only a finished turn moves the queue: the idle status change
                 # arrives before turn/completed says whether the turn failed.
                 if (

@@ -212,6 +212,7 @@ class AuditQuerySet(models.QuerySet["AuditEntry"]):
             outcome=outcome,
             detail=detail[:500],
             surface=origin.surface,
+            actor=origin.actor[:200],
             trigger_id=origin.trigger_id,
         )
 
@@ -224,11 +225,15 @@ class AuditEntry(models.Model):
     outcome = models.CharField(max_length=64, default="ok")
     detail = models.TextField(blank=True)
     surface = models.CharField(max_length=16, blank=True)
+    # Who, not only which door: "token:<name>", "admin:<user>", the OS user
+    # of a local CLI, "worker".
+    actor = models.CharField(max_length=200, blank=True)
 
     objects = AuditQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
+        verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
         return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.op} {self.outcome}"
@@ -239,6 +244,8 @@ class AuditEntry(models.Model):
             "op": self.op,
             "lane": self.lane or None,
             "trigger_id": self.trigger_id or None,
+            "surface": self.surface or None,
+            "actor": self.actor or None,
             "outcome": self.outcome,
             "detail": self.detail,
         }
@@ -251,18 +258,39 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Scopes (checked in lanes.tokens.TokenScope): read ops only, and/or only
+    # these lanes' thread ids (null: every lane), until expires_at.
+    read_only = models.BooleanField(default=False)
+    lane_ids = models.JSONField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__isnull=True)
+                | models.Q(expires_at__gt=models.F("created_at")),
+                name="apitoken_expires_after_creation",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
 
 class ServerRequest(models.Model):
-    """A question the app-server asked (approval etc.) and how it was answered."""
+    """A question the app-server asked (approval etc.) and how it was answered.
+
+    A held approval stays `pending` until one writer moves it on, by a
+    conditional UPDATE from pending: `dispatch request respond`, the
+    worker's timeout, or the worker noticing its app-server connection died
+    (`expired`). Whoever wins that UPDATE decides the one answer sent.
+    """
 
     class State(models.TextChoices):
         PENDING = "pending"
         RESPONDED = "responded"
         FAILED = "failed"
+        EXPIRED = "expired"
 
     thread_id = models.CharField(max_length=64, blank=True)
     request_id = models.JSONField()
@@ -274,9 +302,63 @@ class ServerRequest(models.Model):
     response = models.JSONField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Held for a person (`[policy] approvals = "hold"`), not answered by policy.
+    held = models.BooleanField(default=False)
+    host = models.CharField(max_length=100, blank=True)
+    # The worker's app-server connection that asked; a request outlives
+    # neither, so rows of an older connection can never be answered.
+    connection = models.CharField(max_length=64, blank=True)
+    # accept | decline | cancel, whatever the method's own wording.
+    decision = models.CharField(max_length=16, blank=True)
+    # Who answered: "policy", "timeout", or the responder's surface/actor.
+    answered_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "held"], name="server_request_pending"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} ({self.state})"
+
+
+class LaneGoal(models.Model):
+    """One goal a lane has had, from creation until it was cleared or replaced.
+
+    Objective, status, budget and usage follow the app-server's goal objects
+    (thread/goal/updated, or the answer to thread/goal/set); `set_by` and
+    `cleared_by` name who did it through dispatch ("" when Codex itself did:
+    the model's create_goal tool, or another client).
+    """
+
+    lane = models.ForeignKey(Lane, on_delete=models.CASCADE, related_name="goals")
+    objective = models.TextField()
+    status = models.CharField(max_length=32, blank=True)
+    token_budget = models.BigIntegerField(null=True, blank=True)
+    tokens_used = models.BigIntegerField(null=True, blank=True)
+    time_used_seconds = models.BigIntegerField(null=True, blank=True)
+    # The goal's createdAt (unix seconds) as Codex reports it.
+    codex_created_at = models.BigIntegerField(null=True, blank=True)
+    set_by = models.CharField(max_length=200, blank=True)
+    cleared_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["lane", "id"]
+        constraints = [
+            # A lane has at most one current goal; a new one ends the old.
+            models.UniqueConstraint(
+                fields=["lane"],
+                condition=models.Q(cleared_at__isnull=True),
+                name="lane_goal_one_current",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lane_id}: {self.objective[:60]} ({self.status})"
 
 
 class ModelCatalogEntry(models.Model):

@@ -14,6 +14,7 @@ from lanes.history.overview import history_run
 from lanes.history.search.run import search_run
 from lanes.ops.schemas import READ, WRITE, LaneIdentityOut
 from lanes.selectors import resolve_lane
+from lanes.signals import lane_detail_extras
 
 LANE_OR_THREAD = "a lane (ref, thread id, @handle) or a raw Codex thread id"
 
@@ -225,7 +226,7 @@ class HistoryOut(OpOutput):
 )
 def history(data: HistoryIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane) if data.lane else None
-    return history_run(
+    out = history_run(
         lane=lane,
         view=data.view,
         item_type=data.item_type,
@@ -241,6 +242,9 @@ def history(data: HistoryIn, origin: Origin) -> dict[str, Any]:
         worktree=data.worktree,
         min_bytes=data.min_bytes,
     )
+    if lane is not None:
+        out.update(lane_detail_extras(lane))
+    return out
 
 
 # -- search --------------------------------------------------------------------

@@ -1,8 +1,7 @@
-"""Lane ops that create, register and read lanes: new, attach, list, get, tail."""
+"""Lane ops that register and read lanes: attach, list, get, tail."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from django.conf import settings
@@ -23,65 +22,12 @@ from lanes.ops.schemas import (
     LaneIdentityOut,
     LaneListItemOut,
     LaneSelectorIn,
-    Sandbox,
 )
 from lanes.presenters import lane_identity
 from lanes.selectors import resolve_lane
+from lanes.signals import lane_detail_extras
 
-# -- create and register -------------------------------------------------------
-
-
-class NewIn(OpInput):
-    name: str = Field(description="lane name (its handle is @name)")
-    cwd: str | None = Field(None, description="working directory (default: current)")
-    text: str | None = Field(None, description="first message")
-    goal: str | None = Field(None, description="native Codex goal objective")
-    send: bool = Field(
-        True, description="send the first message (--no-send to only register)"
-    )
-    model: str | None = None
-    sandbox: Sandbox | None = None
-    approval_policy: str | None = Field(
-        None, description="untrusted|on-request|never ..."
-    )
-    effort: str | None = Field(None, description="reasoning effort (model-defined)")
-
-
-class NewOut(LaneListItemOut):
-    message_accepted: bool
-    goal_set: bool
-
-
-@define_op(
-    id="new",
-    summary="create an owned lane (thread/start), maybe with a goal and first message",
-    intent="write",
-    idempotent=False,
-    input=NewIn,
-    output=NewOut,
-    cli="new",
-    http=("POST", "/lanes"),
-    mcp_tool=WRITE,
-    mcp_action="new",
-)
-def new(data: NewIn, origin: Origin) -> dict[str, Any]:
-    result = services.lane_create(
-        name=data.name,
-        cwd=os.path.abspath(data.cwd or os.getcwd()),
-        text=data.text,
-        goal=data.goal,
-        send=data.send,
-        model=data.model,
-        sandbox=data.sandbox,
-        approval_policy=data.approval_policy,
-        effort=data.effort,
-        origin=origin,
-    )
-    return {
-        **lane_row(result["lane"], {}),
-        "message_accepted": result["message_accepted"],
-        "goal_set": result["goal_set"],
-    }
+# -- register ------------------------------------------------------------------
 
 
 class AttachIn(OpInput):
@@ -246,6 +192,7 @@ def show(data: GetIn, origin: Origin) -> dict[str, Any]:
         out["transcript"], out["transcript_source"] = transcript_items(
             lane=lane, limit=data.max_items
         )
+    out.update(lane_detail_extras(lane))
     return out
 
 

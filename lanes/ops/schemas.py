@@ -5,11 +5,12 @@ Schemas used by one module only live beside its ops.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from dispatchsite.core.registry import OpInput, OpOutput
+from lanes.services.validation import CWD_MAX, EFFORT_PATTERN, NAME_MAX
 
 # MCP groups follow intent (read / write / destroy) and never mix them.
 READ, WRITE, DESTROY = (
@@ -20,6 +21,22 @@ READ, WRITE, DESTROY = (
 DAEMON_READ = "dispatch_daemon_read"
 
 Sandbox = Literal["read-only", "workspace-write", "danger-full-access"]
+# What thread settings accept, as published: the service checks the rest
+# (the directory exists; the model offers the effort) before any side effect.
+CwdPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=CWD_MAX, pattern=r"^/")
+]
+LaneName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX + 1)]
+Effort = Annotated[str, StringConstraints(max_length=32, pattern=EFFORT_PATTERN)]
+ModelId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+CWD_HELP = "absolute path of an existing directory (the CLI resolves a relative one)"
+# The CLI makes a relative path absolute against its own directory.
+CLI_PATH: dict[str, Any] = {"cli_path": True}
+APPROVAL_HELP = "untrusted|on-request|never"
+EFFORT_HELP = (
+    "reasoning effort the model offers (none|minimal|low|medium|high|xhigh "
+    "for most; `dispatch models` lists them)"
+)
 SELECTOR = "ref, full thread id, @handle or title"
 
 

@@ -6,7 +6,6 @@ and compact reshape a lane's history.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import Field
@@ -17,17 +16,26 @@ from lanes import services
 from lanes.appserver.protocol import thread_status
 from lanes.ops.replies import ack, lane_row
 from lanes.ops.schemas import (
+    APPROVAL_HELP,
+    CLI_PATH,
+    CWD_HELP,
     DESTROY,
+    EFFORT_HELP,
     SELECTOR,
     WRITE,
     ActionAckOut,
+    CwdPath,
+    Effort,
     LaneIdentityOut,
     LaneListItemOut,
+    LaneName,
     LaneSelectorIn,
+    ModelId,
     Sandbox,
 )
 from lanes.presenters import lane_identity, thread_action_ref
 from lanes.selectors import resolve_lane
+from lanes.services.validation import ApprovalPolicy
 
 TARGET = "a lane selector (ref, thread id, @handle, title) or a raw Codex thread id"
 
@@ -47,7 +55,7 @@ class ThreadActionRefOut(OpOutput):
 
 class RenameIn(OpInput):
     old: str = Field(description=TARGET)
-    new: str = Field(description="the new name (the lane's handle becomes @name)")
+    new: LaneName = Field(description="the new name (the lane's handle becomes @name)")
 
 
 @define_op(
@@ -128,14 +136,16 @@ def restore(data: TargetIn, origin: Origin) -> dict[str, Any]:
 
 class ForkIn(OpInput):
     lane: str = Field(description=SELECTOR)
-    name: str = Field(description="name of the new lane")
-    cwd: str | None = Field(None, description="working directory of the fork")
-    model: str | None = None
-    sandbox: Sandbox | None = None
-    approval_policy: str | None = Field(
-        None, description="untrusted|on-request|never ..."
+    name: LaneName = Field(description="name of the new lane")
+    cwd: CwdPath | None = Field(
+        None,
+        description="working directory of the fork (default: the lane's); " + CWD_HELP,
+        json_schema_extra=CLI_PATH,
     )
-    effort: str | None = Field(None, description="reasoning effort (model-defined)")
+    model: ModelId | None = None
+    sandbox: Sandbox | None = None
+    approval_policy: ApprovalPolicy | None = Field(None, description=APPROVAL_HELP)
+    effort: Effort | None = Field(None, description=EFFORT_HELP)
     last_turn_id: str | None = Field(
         None, description="fork through this turn (later turns are left out)"
     )
@@ -163,7 +173,7 @@ def fork(data: ForkIn, origin: Origin) -> dict[str, Any]:
     forked = services.lane_fork(
         lane=lane,
         name=data.name,
-        cwd=os.path.abspath(data.cwd) if data.cwd else None,
+        cwd=data.cwd,
         model=data.model,
         sandbox=data.sandbox,
         approval_policy=data.approval_policy,

@@ -16,8 +16,12 @@ Every frame is one journal row (`LaneEvent.as_frame`, which names its
 message carries one or more frames, one JSON object per line (frames ready
 together go out together). Auth: `Authorization: Bearer <token>`,
 `?token=`, or the session of a logged-in staff user on a same-origin page
-(the admin live page). Close codes: 4400 bad request, 4401 auth, 4404
-unknown lane.
+(the admin live page). A lane-scoped token (`token create --lane`) may only
+follow its own lanes: a socket naming any other lane, on either path, is
+refused with 4403 rather than silently narrowed, so a client never mistakes
+a partial stream for the whole one. Close codes: 4400 bad request, 4401
+auth (also a token revoked or expired while the socket is open), 4403 a
+lane outside the token's scope, 4404 unknown lane.
 
 The channel layer is at-most-once and drops silently past capacity, so it is
 only a fast path: the socket subscribes (lanes.realtime.hub) *before* replaying, so
@@ -47,12 +51,13 @@ from dispatchsite.core.errors import DispatchError
 from lanes.journal.reader import STREAM_MAX_LANES, journal_frame_texts, journal_last_seq
 from lanes.realtime.hub import db, lane_hub
 from lanes.selectors import find_lane
-from lanes.tokens import bearer_from_headers, token_user
+from lanes.tokens import TokenScope, bearer_from_headers, token_user
 
 log = logging.getLogger("dispatch.websocket")
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_INTERNAL = 1011
 # Journal rows per query when replaying or refilling.
@@ -104,6 +109,12 @@ def token_valid(raw: str) -> bool:
     return token_user(raw) is not None
 
 
+def raw_token_scope(raw: str) -> TokenScope | None:
+    """The scope of a live token, None when it is unknown, revoked or expired."""
+    token = token_user(raw)
+    return TokenScope.of(token) if token is not None else None
+
+
 def header_bearer(scope: dict[str, Any]) -> str | None:
     return bearer_from_headers(scope.get("headers", []))
 
@@ -124,6 +135,8 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
         self.pump_task: asyncio.Task[None] | None = None
         self.token_task: asyncio.Task[None] | None = None
         self.token_raw = ""
+        # None for a staff session (every lane).
+        self.token_scope: TokenScope | None = None
         # thread id -> the last seq sent on that lane
         self.cursors: dict[str, int] = {}
 
@@ -152,6 +165,13 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
         try:
             wanted = self.requested()
             found = await db(lookup_lanes)([selector for selector, _ in wanted])
+            scope = self.token_scope
+            if scope is not None and scope.lane_ids is not None:
+                # Unknown and foreign lanes look alike to a lane-scoped token.
+                if found is None or not all(
+                    scope.allows_lane(thread_id) for thread_id, _ in found
+                ):
+                    return CLOSE_FORBIDDEN
             if found is None:
                 return CLOSE_NOT_FOUND
             cursors: dict[str, int] = {}
@@ -181,7 +201,8 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
         )
         if raw:
             self.token_raw = raw
-            return bool(await db(token_valid)(raw))
+            self.token_scope = await db(raw_token_scope)(raw)
+            return self.token_scope is not None
         user = self.scope.get("user")
         return bool(
             user is not None

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.errors import DispatchError
 from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import THREAD_TURNS_LIST, thread_status
 from lanes.journal.lane_state import lane_latest_turn_set
@@ -16,9 +16,11 @@ from lanes.models import Lane
 from lanes.services.appserver import rpc, thread_read
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.registration import lane_ref_allocate, lane_title_unique
+from lanes.services.validation import require_thread_id
 from lanes.worker import gateway
 
 ATTACH_TIMEOUT_SECONDS = 10.0
+UNKNOWN_THREAD_HINT = "find ids with `dispatch list --unmanaged`"
 
 
 def attached_status(thread: dict[str, Any]) -> str:
@@ -34,11 +36,6 @@ def lane_attach(*, thread_id: str, sync: bool, origin: Origin) -> dict[str, Any]
     are written in one transaction after the metadata read succeeded.
     """
     thread_id = thread_id.strip()
-    if not thread_id or thread_id.startswith("@"):
-        raise ValidationError(
-            f"attach needs a full Codex thread id, not {thread_id!r}",
-            hint="find ids with `dispatch list --unmanaged`",
-        )
     existing = (
         Lane.objects.filter(thread_id=thread_id).first()
         or Lane.objects.filter(ref=thread_id).first()
@@ -51,16 +48,17 @@ def lane_attach(*, thread_id: str, sync: bool, origin: Origin) -> dict[str, Any]
         }
     host = settings.DISPATCH_HOST
     with audit_failures(op="attach", lane=thread_id, origin=origin):
+        thread_id = require_thread_id(thread_id, what="attach")
         try:
             thread = thread_read(
                 host=host, thread_id=thread_id, timeout=ATTACH_TIMEOUT_SECONDS
             )
-        except AppServerError as exc:
-            raise AppServerError(
-                f"attach {thread_id}: {exc.message} (no lane registered)",
-                hint=exc.hint,
-                data=exc.data,
-            ) from None
+        except DispatchError as exc:
+            # Same kind (an unknown id stays not_found), saying nothing was made.
+            exc.message = f"attach {thread_id}: {exc.message} (no lane registered)"
+            exc.args = (exc.message,)
+            exc.hint = exc.hint or UNKNOWN_THREAD_HINT
+            raise
         name = str(thread.get("name") or "").strip().removeprefix("@").strip()
         base = name or thread_id[:8]
         lane = None

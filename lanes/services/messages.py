@@ -7,13 +7,19 @@ from typing import Any
 
 from django.db import transaction
 
-from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
+from dispatchsite.core.errors import (
+    AppServerError,
+    DispatchError,
+    LaneBusyError,
+    ValidationError,
+)
 from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import (
     TURN_INTERRUPT,
     TURN_START,
     is_no_active_turn_error,
 )
+from lanes.journal.dispatch_events import MESSAGE_QUEUED, lane_event
 from lanes.journal.lane_state import (
     lane_mark_turn_request_failed,
     lane_mark_turn_started,
@@ -34,9 +40,14 @@ def lane_turn_start(
 ) -> str:
     try:
         result = lane_rpc(lane, TURN_START, turn_start_params(lane, text))
+    except LaneBusyError:
+        raise  # refused while a compaction runs: nothing failed, nothing ran
     except DispatchError as exc:
-        lane_mark_turn_request_failed(lane_id=lane.pk, error=exc.message)
-        lane.refresh_from_db()
+        if app_server_refused(exc):
+            lane_mark_turn_request_failed(lane_id=lane.pk, error=exc.message)
+            lane.refresh_from_db()
+        # else the request never reached the app-server (no worker, no
+        # channel layer, app-server restarting): no turn ran, nothing to mark.
         raise
     turn_id = result["turn"]["id"]
     # One write transaction, taken after the RPC: the worker is journaling
@@ -47,6 +58,19 @@ def lane_turn_start(
             audit_record(op=audit_op, lane=lane, detail=text[:120], origin=origin)
     lane.refresh_from_db()
     return turn_id
+
+
+def app_server_refused(exc: DispatchError) -> bool:
+    """The app-server answered with a JSON-RPC error (it has a code).
+
+    The worker's own refusals (not ready, app-server gone mid-request) and
+    the gateway's (no worker, channel layer down, no answer in time) carry
+    none: the turn was never refused, it was never asked for.
+    """
+    return (
+        isinstance(exc, gateway.RpcFailed)
+        and getattr(exc, "rpc_code", None) is not None
+    )
 
 
 def wait_turn_end(
@@ -209,6 +233,7 @@ def lane_queue(*, lane: Lane, text: str, origin: Origin) -> dict[str, Any]:
     audit_record(
         op="queue", lane=lane, detail=f"queued message {message.pk}", origin=origin
     )
+    lane_event(lane, MESSAGE_QUEUED, origin, messageId=message.pk, text=text[:500])
     lane.refresh_from_db()
     if lane.status == Lane.Status.IDLE and not lane.queue_held:
         gateway.notify_worker(

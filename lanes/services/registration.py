@@ -24,19 +24,6 @@ def lane_ref_allocate(*, thread_id: str) -> str:
     raise DispatchError(f"no free ref for thread {thread_id}")
 
 
-def clean_name(name: str) -> str:
-    """A lane name as given on the CLI: '@x' and 'x' name the same lane."""
-    cleaned = name.strip().removeprefix("@").strip()
-    if not cleaned:
-        raise ValidationError("the lane name must not be empty", hint="pass a name")
-    if len(cleaned) > TITLE_MAX:
-        raise ValidationError(
-            f"the lane name is longer than {TITLE_MAX} characters",
-            hint="choose a shorter name",
-        )
-    return cleaned
-
-
 def lane_title_free(*, title: str, exclude: Lane | None = None) -> None:
     clash = Lane.objects.filter(title=title)
     if exclude is not None:

@@ -21,18 +21,29 @@ from lanes.appserver.protocol import (
     is_thread_missing_error,
     is_unknown_method_error,
 )
+from lanes.journal.dispatch_events import (
+    LANE_ARCHIVED,
+    LANE_RENAMED,
+    LANE_RESTORED,
+    lane_event,
+)
 from lanes.journal.lane_state import (
     lane_mark_archived,
     lane_mark_restored,
     lane_mark_rolled_back,
 )
 from lanes.models import Lane
-from lanes.selectors import resolve_lane_or_thread
+from lanes.selectors import NOT_FOUND_HINT, resolve_lane_or_thread
 from lanes.services.appserver import app_server_version, lane_rpc, rpc, thread_read
 from lanes.services.attach import attached_status
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.authority import lane_busy_check, lane_prepare_write
-from lanes.services.registration import clean_name, lane_register, lane_title_free
+from lanes.services.registration import lane_register, lane_title_free
+from lanes.services.validation import (
+    clean_name,
+    thread_settings_check,
+    unmanaged_thread_check,
+)
 from lanes.turns import thread_settings_params
 from lanes.worker import gateway
 
@@ -50,6 +61,8 @@ def thread_rename(
     """Rename a managed lane (title + Codex name) or an unmanaged thread."""
     lane, thread_id = resolve_lane_or_thread(target)
     with audit_failures(op="lane-rename", lane=lane or thread_id, origin=origin):
+        if lane is None:
+            unmanaged_thread_check(thread_id, hint=NOT_FOUND_HINT)
         name = clean_name(new)
         host = lane.host if lane else settings.DISPATCH_HOST
         meta: dict[str, Any] = {}
@@ -72,6 +85,8 @@ def thread_rename(
                 raise
             lane.refresh_from_db()
     audit_record(op="lane-rename", lane=lane or thread_id, detail=detail, origin=origin)
+    if lane is not None:
+        lane_event(lane, LANE_RENAMED, origin, title=name, detail=detail)
     return lane, meta
 
 
@@ -81,6 +96,8 @@ def thread_archive(
     lane, thread_id = resolve_lane_or_thread(target)
     detail = "archived"
     with audit_failures(op="archive", lane=lane or thread_id, origin=origin):
+        if lane is None:
+            unmanaged_thread_check(thread_id, hint=NOT_FOUND_HINT)
         host = lane.host if lane else settings.DISPATCH_HOST
         meta = thread_read(host=host, thread_id=thread_id) if lane is None else {}
         with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
@@ -92,6 +109,8 @@ def thread_archive(
             lane_mark_archived(lane_id=lane.pk)
             lane.refresh_from_db()
     audit_record(op="archive", lane=lane or thread_id, detail=detail, origin=origin)
+    if lane is not None:
+        lane_event(lane, LANE_ARCHIVED, origin, detail=detail)
     return lane, meta
 
 
@@ -103,6 +122,8 @@ def thread_restore(
     detail = "restored"
     thread: dict[str, Any] = {}
     with audit_failures(op="restore", lane=lane or thread_id, origin=origin):
+        if lane is None:
+            unmanaged_thread_check(thread_id, hint=NOT_FOUND_HINT)
         host = lane.host if lane else settings.DISPATCH_HOST
         with gateway.rpc_errors(tolerate=missing_thread_tolerated(lane)) as missing:
             result = gateway.rpc(host, "thread/unarchive", {"threadId": thread_id})
@@ -114,6 +135,8 @@ def thread_restore(
             lane_mark_restored(lane_id=lane.pk, status=status)
             lane.refresh_from_db()
     audit_record(op="restore", lane=lane or thread_id, detail=detail, origin=origin)
+    if lane is not None:
+        lane_event(lane, LANE_RESTORED, origin, detail=detail)
     return lane, thread
 
 
@@ -133,6 +156,13 @@ def lane_fork(
     with audit_failures(op="fork", lane=lane, origin=origin):
         name = clean_name(name)
         lane_title_free(title=name)
+        cwd = thread_settings_check(
+            host=lane.host,
+            cwd=cwd,
+            model=model or (lane.runtime_settings or {}).get("model"),
+            approval_policy=approval_policy,
+            effort=effort,
+        )
         lane_prepare_write(lane)
         params: dict[str, Any] = {
             "threadId": lane.thread_id,

@@ -26,7 +26,13 @@ from django.utils import timezone
 from dispatchsite.core.config import load_policy
 from lanes.appserver.binary import app_server_argv
 from lanes.appserver.client import AppServerClient
-from lanes.appserver.protocol import THREAD_RESUME, THREAD_TURNS_LIST, TURN_START
+from lanes.appserver.protocol import (
+    SERVER_REQUEST_RESOLVED,
+    THREAD_RESUME,
+    THREAD_TURNS_LIST,
+    TURN_START,
+)
+from lanes.journal.dispatch_events import MESSAGE_DELIVERED
 from lanes.journal.eventstore import EventRow
 from lanes.journal.lane_state import lanes_mark_turns_lost
 from lanes.journal.reader import frame_text
@@ -35,13 +41,13 @@ from lanes.signals import lane_events_journaled
 from lanes.turns import turn_start_params
 from lanes.worker import recovery
 from lanes.worker.gateway import command_channel
+from lanes.worker.held import ServerRequestDesk
 from lanes.worker.queue import (
     lanes_with_pending,
     queued_message_claim_next,
     queued_message_mark_failed,
     queued_message_mark_sent,
 )
-from lanes.worker.server_requests import server_request_answer, server_request_record
 
 log = logging.getLogger("dispatch.worker")
 T = TypeVar("T")
@@ -52,6 +58,9 @@ COALESCE_SECONDS = 0.025
 # Frames above this size go out as a seq range; watchers read them from the DB.
 FRAME_BYTES_LIMIT = 256 * 1024
 HEARTBEAT_SECONDS = 2.0
+RESTART_REASON = "dispatch restarted during this turn"
+# Reading a lost turn's final status back must not hold up a restart long.
+READ_BACK_SECONDS = 5.0
 
 
 def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -79,6 +88,10 @@ class Worker:
         self.started_at = timezone.now()
         self.ready_at: str | None = None
         self.policy = load_policy()
+        # Why the turns found running at the next app-server start are gone.
+        self.lost_reason = RESTART_REASON
+        # Answers the app-server's requests; holds approvals for a person.
+        self.requests = ServerRequestDesk(host=host, inbox=self.inbox)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -112,6 +125,9 @@ class Worker:
                 backoff = 0.2
             except Exception as exc:  # keep serving; the next try may work
                 log.error("app-server failed to start: %s", exc)
+                # No app-server to read the turns back from: close them now
+                # rather than leave them running until one starts.
+                await self.settle_lost_turns(read_back=False)
                 await self.sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -127,13 +143,15 @@ class Worker:
             self.app_server_restarts += 1
             log.warning("app-server exited (%s); restarting", self.client.returncode)
             await self.flush_journal()
-            await db(lanes_mark_turns_lost)(
-                host=self.host, reason="the app-server exited during this turn"
-            )
+            await self.requests.expire(connection=self.requests.connection)
+            # Its turns are closed once the next app-server can say how they
+            # ended (start_app_server), within the restart's ~0.2 s.
+            self.lost_reason = "the app-server exited during this turn"
 
     async def start_app_server(self) -> None:
         log_dir = Path(settings.DISPATCH_LOG_DIR)
         log_dir.mkdir(parents=True, exist_ok=True)
+        await self.requests.new_connection()
         client = AppServerClient(
             app_server_argv(settings.DISPATCH_CODEX_BIN),
             env=dict(os.environ),
@@ -143,10 +161,9 @@ class Worker:
         )
         await client.start()
         self.client = client
-        await db(lanes_mark_turns_lost)(
-            host=self.host, reason="dispatch restarted during this turn"
-        )
         await self.reconcile()
+        await self.settle_lost_turns(read_back=True)
+        await db(lanes_mark_turns_lost)(host=self.host, reason=self.lost_reason)
         self.ready_at = timezone.now().isoformat()
         self.ready.set()
         await self.write_heartbeat()
@@ -175,6 +192,59 @@ class Worker:
                 message["thread_id"], message["client_message_id"]
             )
             await db(recovery.in_flight_settle)(pk=message["pk"], delivered=delivered)
+
+    async def settle_lost_turns(self, *, read_back: bool) -> None:
+        """Journal a final turn/completed for each turn the old app-server had.
+
+        Every reader follows the journal, so a turn closed only in the lane
+        row would stay `inProgress` on the live page and in history.
+        """
+        lost = await db(recovery.lost_turns)(host=self.host)
+        if not lost:
+            return
+        client = self.client if read_back else None
+        turns = await asyncio.gather(
+            *(
+                self.turn_read_back(client, thread_id, turn_id)
+                for thread_id, turn_id in lost
+            )
+        )
+        messages = [
+            recovery.lost_turn_event(
+                thread_id=thread_id,
+                turn_id=turn_id,
+                read_back=turn,
+                reason=self.lost_reason,
+            )
+            for (thread_id, turn_id), turn in zip(lost, turns, strict=True)
+        ]
+        # Written here rather than through the inbox: the lanes must be
+        # settled before the queue drains and commands are served.
+        result = await db(journal_write_batch)(messages, self.counter)
+        await self.publish(result.frames)
+        if result.rows:
+            await db(self.announce)(result.rows)
+        self.lost_reason = RESTART_REASON
+
+    async def turn_read_back(
+        self, client: AppServerClient | None, thread_id: str, turn_id: str
+    ) -> dict[str, Any] | None:
+        """The turn as codex reports it now, or None when it cannot say."""
+        if client is None:
+            return None
+        try:
+            page = await client.request(
+                THREAD_TURNS_LIST,
+                {"threadId": thread_id, "limit": 10, "itemsView": "summary"},
+                timeout=READ_BACK_SECONDS,
+            )
+        except Exception as exc:  # e.g. a thread whose rollout is gone
+            log.info("turns/list %s: %s", thread_id, exc)
+            return None
+        for turn in page.get("data") or []:
+            if isinstance(turn, dict) and turn.get("id") == turn_id:
+                return turn
+        return None
 
     async def message_reached_thread(self, thread_id: str, client_id: str) -> bool:
         assert self.client is not None
@@ -212,13 +282,15 @@ class Worker:
         message["_received_at"] = timezone.now()
         message["_received_perf"] = time.perf_counter()
         self.inbox.put_nowait(message)
+        if message.get("method") == SERVER_REQUEST_RESOLVED and self.requests.held:
+            # e.g. the turn was interrupted: codex no longer waits for it.
+            self.spawn(self.requests.resolved(message.get("params") or {}))
 
     async def on_server_request(self, message: dict[str, Any]) -> dict[str, Any]:
         message["_received_at"] = timezone.now()
         message["_received_perf"] = time.perf_counter()
         self.inbox.put_nowait(message)
-        record = await db(server_request_record)(message=message)
-        return await db(server_request_answer)(record=record, policy=self.policy)
+        return await self.requests.answer(message)
 
     async def journal_loop(self) -> None:
         while True:
@@ -327,6 +399,11 @@ class Worker:
             await db(queued_message_mark_sent)(
                 message=message, turn_id=result["turn"]["id"]
             )
+            self.requests.journal_event(
+                thread_id,
+                MESSAGE_DELIVERED,
+                {"messageId": message.pk, "turnId": result["turn"]["id"]},
+            )
 
     # -- commands ------------------------------------------------------------
 
@@ -345,6 +422,9 @@ class Worker:
         kind = message.get("type")
         if kind == "appserver.drain":
             await self.drain_lane(message["thread_id"])
+            return
+        if kind == "appserver.answered":
+            self.requests.wake(message.get("pk"))
             return
         reply_to = message.get("reply_to")
         if not reply_to:

@@ -17,8 +17,19 @@ from typing import Any
 
 from django.conf import settings
 
-from dispatchsite.core.errors import AppServerError, NotFoundError, ValidationError
-from lanes.appserver.protocol import is_not_found_error
+from dispatchsite.core.errors import (
+    AppServerError,
+    LaneBusyError,
+    NotFoundError,
+    ValidationError,
+)
+from lanes.appserver.protocol import (
+    is_invalid_request_error,
+    is_not_found_error,
+    is_thread_missing_error,
+    is_unknown_method_error,
+    is_unsteerable_turn_error,
+)
 
 # channels, channels_redis and redis are imported inside the functions that
 # talk to the worker: read-only CLI calls never pay for them.
@@ -31,11 +42,70 @@ def command_channel(host: str) -> str:
 
 
 class RpcFailed(AppServerError):
-    """The app-server answered a request with a JSON-RPC error."""
+    """The app-server answered a request with a JSON-RPC error.
 
-    def __init__(self, message: str, *, rpc_code: int | None = None) -> None:
-        super().__init__(message, data={"rpc_code": rpc_code})
+    The subclasses below are the answers that mean the user's request was
+    wrong, not the app-server: they keep `RpcFailed` (callers that recover
+    from one message still catch them) but carry the user-facing code.
+    """
+
+    def __init__(
+        self, message: str, *, rpc_code: int | None = None, hint: str = ""
+    ) -> None:
+        super().__init__(message, hint=hint, data={"rpc_code": rpc_code})
         self.rpc_code = rpc_code
+        # Set once rpc_failure chose the kind; tests script bare RpcFailed.
+        self.classified = False
+
+
+class RpcInvalid(ValidationError, RpcFailed):
+    """A malformed id or a value outside an enum (JSON-RPC invalid request)."""
+
+
+class RpcNotFound(NotFoundError, RpcFailed):
+    """The thread, turn or rollout the request named does not exist."""
+
+
+class RpcBusy(LaneBusyError, RpcFailed):
+    """The running turn cannot take this input now (a compaction, a review)."""
+
+
+BUSY_HINT = (
+    "wait for the running turn to end (`dispatch watch <lane>`), or queue the "
+    "message: `dispatch send <lane> TEXT --queue`"
+)
+
+
+def rpc_failure(
+    message: str, *, rpc_code: int | None = None, method: str | None = None
+) -> RpcFailed:
+    """The one mapping of app-server error answers to dispatch error kinds."""
+    error = _rpc_failure(message, rpc_code=rpc_code, method=method)
+    error.classified = True
+    return error
+
+
+def _rpc_failure(
+    message: str, *, rpc_code: int | None, method: str | None
+) -> RpcFailed:
+    if method is not None and is_unknown_method_error(message, method):
+        # This codex lacks the method: the app-server's limit, not the user's.
+        return RpcFailed(message, rpc_code=rpc_code)
+    if is_unsteerable_turn_error(message):
+        return RpcBusy(
+            f"the lane is running a turn that takes no new input ({message})",
+            rpc_code=rpc_code,
+            hint=BUSY_HINT,
+        )
+    if is_invalid_request_error(message, rpc_code=rpc_code):
+        return RpcInvalid(
+            message,
+            rpc_code=rpc_code,
+            hint="check the values passed (see `dispatch schema`)",
+        )
+    if is_not_found_error(message) or is_thread_missing_error(message):
+        return RpcNotFound(message, rpc_code=rpc_code)
+    return RpcFailed(message, rpc_code=rpc_code)
 
 
 # host -> monotonic time until which its lease counts as checked; spares
@@ -87,9 +157,10 @@ def call_worker(host: str, message: dict[str, Any], *, timeout: float) -> Any:
         ) from None
     if not reply.get("ok"):
         error = reply.get("error") or {}
-        raise RpcFailed(
+        raise rpc_failure(
             f"app-server error: {error.get('message', 'unknown error')}",
             rpc_code=error.get("code"),
+            method=message.get("method"),
         )
     return reply.get("result")
 
@@ -123,12 +194,11 @@ def notify_worker(host: str, message: dict[str, Any]) -> None:
         pass
 
 
-def classify_rpc_error(
-    exc: RpcFailed,
-) -> AppServerError | ValidationError | NotFoundError:
-    if is_not_found_error(exc.message):
-        return NotFoundError(exc.message)
-    return exc
+def classify_rpc_error(exc: RpcFailed) -> RpcFailed:
+    """`exc` as the error kind it means (a no-op for one already classified)."""
+    if exc.classified:
+        return exc
+    return rpc_failure(exc.message, rpc_code=exc.rpc_code)
 
 
 @dataclass

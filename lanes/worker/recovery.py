@@ -6,7 +6,13 @@ from typing import Any
 
 from django.utils import timezone
 
+from lanes.appserver.protocol import TURN_COMPLETED
+from lanes.journal.lane_state import RECOVERY_KEY
 from lanes.models import Lane, QueuedMessage, WorkerLease
+
+# Statuses a turn can end with (turn/completed); anything else read back
+# for a turn that is gone (inProgress in a fresh app-server) means it was cut.
+FINAL_TURN_STATUSES = ("completed", "failed", "interrupted")
 
 
 def worker_lease_claim(*, host: str, pid: int) -> None:
@@ -63,3 +69,54 @@ def in_flight_settle(*, pk: int, delivered: bool) -> None:
     QueuedMessage.objects.filter(pk=pk, status=QueuedMessage.Status.SENDING).update(
         status=status
     )
+
+
+def lost_turns(*, host: str) -> list[tuple[str, str]]:
+    """(thread_id, turn_id) of turns the journal saw start and never end.
+
+    Called when the app-server they ran in is gone: none of them can still
+    be running.
+    """
+    return list(
+        Lane.objects.filter(host=host)
+        .exclude(active_turn_id="")
+        .exclude(status=Lane.Status.ARCHIVED)
+        .values_list("thread_id", "active_turn_id")
+    )
+
+
+def lost_turn_event(
+    *,
+    thread_id: str,
+    turn_id: str,
+    read_back: dict[str, Any] | None,
+    reason: str,
+) -> dict[str, Any]:
+    """A turn/completed for a turn that is gone, for the worker's journal.
+
+    Shaped like codex's own so every reader (watch, websockets, the live
+    page, the turn index, triggers) closes the turn the same way. The status
+    is the one codex reports for the turn (`read_back`, from
+    thread/turns/list) when it has a final one; otherwise `interrupted`.
+    `dispatchRecovery` says the worker wrote it, why, and where the status
+    came from.
+    """
+    turn: dict[str, Any] = {**(read_back or {}), "id": turn_id}
+    turn["items"] = []
+    turn["itemsView"] = "notLoaded"
+    source = "thread/turns/list" if read_back is not None else "none"
+    if turn.get("status") not in FINAL_TURN_STATUSES:
+        turn["status"] = "interrupted"
+        source = "none"
+    if turn["status"] == "interrupted" and not turn.get("error"):
+        turn["error"] = {"message": reason}
+    turn.setdefault("error", None)
+    return {
+        "method": TURN_COMPLETED,
+        "params": {
+            "threadId": thread_id,
+            "turn": turn,
+            RECOVERY_KEY: {"reason": reason, "source": source},
+        },
+        "_received_at": timezone.now(),
+    }

@@ -130,7 +130,12 @@ def act(client: Client, action: str, lanes: list[Lane], **extra: str) -> Any:
 def test_it_archives_through_the_op_registry(
     admin_client: Client, lane: Lane, calls: list
 ) -> None:
-    response = act(admin_client, "archive_lane", [lane])
+    # A destroy op: the first post only asks.
+    ask = act(admin_client, "archive_lane", [lane])
+    assert ask.status_code == 200
+    assert 'name="confirm" value="yes"' in ask.content.decode()
+    assert calls == []
+    response = act(admin_client, "archive_lane", [lane], confirm="yes")
     assert response.status_code == 200
     [(op_id, params, ctx)] = calls
     assert (op_id, params) == ("archive", {"target": lane.ref})

@@ -112,7 +112,7 @@ def test_it_sends_through_the_send_op(
         "ok": True,
         "result": {"op": "queue", "detail": "queued message 1; pending=1"},
     }
-    assert calls == [(alpha.ref, "later", "queue", "user:staff")]
+    assert calls == [(alpha.ref, "later", "queue", "admin:staff")]
 
 
 def test_it_returns_op_errors_as_json(

@@ -199,15 +199,39 @@ def configure_token_revoke(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-interactive", action="store_true", help="never prompt")
 
 
+def configure_token_create(parser: argparse.ArgumentParser) -> None:
+    configure_token_name(parser)
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="read ops only: writes and destroys are refused (403 authority)",
+    )
+    parser.add_argument(
+        "--lane",
+        action="append",
+        default=[],
+        metavar="LANE",
+        help="only this lane (ref, thread id or @handle); repeat for more",
+    )
+    parser.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="refused after this: a duration (30m, 12h, 7d, 2w) or an ISO-8601 "
+        "time (UTC when it has no offset)",
+    )
+
+
 @register_command(
     "token create",
     help="create an API token for REST, MCP and websockets (shown once)",
-    configure=configure_token_name,
+    configure=configure_token_create,
 )
 def token_create(args: argparse.Namespace) -> dict[str, Any]:
     from lanes.tokens import api_token_as_dict, api_token_create
 
-    token, raw = api_token_create(name=args.name)
+    token, raw = api_token_create(
+        name=args.name, read_only=args.read_only, lanes=args.lane, expires=args.expires
+    )
     return {
         **api_token_as_dict(token),
         "token": raw,
@@ -215,7 +239,9 @@ def token_create(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-@register_command("token list", help="list API tokens (never their values)")
+@register_command(
+    "token list", help="list API tokens and their scopes (never their values)"
+)
 def token_list(args: argparse.Namespace) -> dict[str, Any]:
     from lanes.models import ApiToken
     from lanes.tokens import api_token_as_dict

@@ -1,0 +1,1 @@
+"""The write path of workspaces: launches, packets, worktree clean-up."""
