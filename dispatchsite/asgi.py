@@ -15,7 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from dispatchsite.wsclose import install as install_close_reasons  # noqa: E402
 from lanes.realtime.routing import websocket_urlpatterns  # noqa: E402
+
+install_close_reasons()
 
 CLOSE_NOT_FOUND = 4404
 
@@ -27,7 +30,7 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
-        await self.close(code=CLOSE_NOT_FOUND)
+        await self.close(code=CLOSE_NOT_FOUND, reason="no such websocket path")
 
 
 # daphne serves no static files itself; dispatch is a local, single-host

@@ -8,7 +8,16 @@ import sys
 
 # Verbs that serve, supervise or migrate need every installed app; all other
 # verbs only run ops and load dispatch's own apps (see DISPATCH_OPS_ONLY).
-FULL_APP_VERBS = {"up", "down", "supervise", "doctor", "registry", "worker", "journal"}
+FULL_APP_VERBS = {
+    "up",
+    "down",
+    "supervise",
+    "doctor",
+    "registry",
+    "worker",
+    "journal",
+    "admin",
+}
 
 
 def main() -> None:

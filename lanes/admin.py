@@ -1,10 +1,12 @@
-"""Django admin for lanes: a read-mostly console whose actions are ops.
+"""Django admin for lanes: the operator's console, whose every action is an op.
 
-Nothing here writes lane state directly: the actions call
-`dispatchsite.core.registry.execute` exactly like the CLI and REST do, and the models
-are view-only because their rows are owned by services and the worker.
-Heavy imports (pydantic, the op registry) stay inside the actions, since
-admin autodiscovery imports this module in every process.
+Nothing here writes lane state directly: list actions, the lane page's
+buttons and the "add lane" form (lanes.console) call
+`dispatchsite.core.registry.execute` with an admin Origin, exactly like the
+CLI and REST do, so authority, destroy confirmation and the audit log apply.
+The models stay view-only because their rows are owned by services and the
+worker. Heavy imports (pydantic, the op registry) stay inside the actions,
+since admin autodiscovery imports this module in every process.
 """
 
 from __future__ import annotations
@@ -14,14 +16,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from lanes.console import views as console
-from lanes.console.actions import run_op
-from lanes.console.forms import SendForm
-
+from lanes.console.bulk import LaneBulkActions, ran
 from lanes.models import (
     ApiToken,
     AuditEntry,
@@ -41,9 +40,6 @@ admin.site.site_title = "dispatch"
 admin.site.index_title = "Console"
 admin.site.site_url = "/"
 
-BULK_CONFIRM_TEMPLATE = "lanes/console/confirm_bulk.html"
-SEND_FORM_TEMPLATE = "lanes/console/send_bulk.html"
-
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -54,10 +50,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def ran(request: HttpRequest, op_id: str, params: dict[str, Any]) -> bool:
-    return run_op(request, op_id, params) is not None
 
 
 class LaneGoalInline(admin.TabularInline):
@@ -89,7 +81,7 @@ class LaneGoalInline(admin.TabularInline):
 
 
 @admin.register(Lane)
-class LaneAdmin(ReadOnlyAdmin):
+class LaneAdmin(LaneBulkActions, ReadOnlyAdmin):
     list_display = (
         "ref",
         "title",
@@ -198,7 +190,9 @@ class LaneAdmin(ReadOnlyAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        lane = Lane.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        lane = (
+            Lane.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        )
         extra = {**(extra_context or {})}
         if lane is not None:
             extra["console"] = console.console_context(lane)
@@ -222,83 +216,6 @@ class LaneAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}">live</a>', reverse("lanes:live", args=[lane.ref])
         )
-
-    # -- bulk actions on the list ----------------------------------------------
-
-    def each(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[Lane],
-        op_id: str,
-        key: str,
-        done: str,
-    ) -> None:
-        count = sum(ran(request, op_id, {key: lane.ref}) for lane in queryset)
-        if count:
-            self.message_user(request, f"{done} {count} lane(s)", messages.SUCCESS)
-
-    @admin.action(description="Send a message to the selected lanes")
-    def send_message(
-        self, request: HttpRequest, queryset: QuerySet[Lane]
-    ) -> HttpResponse | None:
-        form = SendForm(request.POST if "apply" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            sent = sum(
-                ran(
-                    request,
-                    "send",
-                    {
-                        "lane": lane.ref,
-                        "text": form.cleaned_data["text"],
-                        "mode": form.cleaned_data["mode"],
-                    },
-                )
-                for lane in queryset
-            )
-            if sent:
-                self.message_user(request, f"sent to {sent} lane(s)", messages.SUCCESS)
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Send a message",
-            "form": form,
-            "lanes": list(queryset),
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, SEND_FORM_TEMPLATE, context)
-
-    @admin.action(description="Stop the active turn of the selected lanes")
-    def stop_turn(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
-        self.each(request, queryset, "stop", "lane", "stopped")
-
-    @admin.action(description="Archive the selected lanes")
-    def archive_lane(
-        self, request: HttpRequest, queryset: QuerySet[Lane]
-    ) -> HttpResponse | None:
-        # `archive` is a destroy op: the admin asks first, like the CLI.
-        if request.POST.get("confirm") != "yes":
-            context = {
-                **self.admin_site.each_context(request),
-                "title": "Archive lanes?",
-                "lanes": list(queryset),
-                "action": "archive_lane",
-                "opts": self.model._meta,
-            }
-            return TemplateResponse(request, BULK_CONFIRM_TEMPLATE, context)
-        self.each(request, queryset, "archive", "target", "archived")
-        return None
-
-    @admin.action(description="Restore the selected archived lanes")
-    def restore_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
-        self.each(request, queryset, "restore", "target", "restored")
-
-    @admin.action(description="Compact the context of the selected lanes")
-    def compact_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
-        self.each(request, queryset, "compact", "lane", "compacting")
-
-    @admin.action(description="Sync the history index of the selected lanes")
-    def sync_lane(self, request: HttpRequest, queryset: QuerySet[Lane]) -> None:
-        self.each(request, queryset, "sync", "lane", "synced")
 
 
 @admin.register(AuditEntry)

@@ -13,4 +13,6 @@ urlpatterns = [
     path("dashboard/lanes.json", dashboard.dashboard_rows, name="dashboard-rows"),
     path("lanes/<str:selector>/live", views.live, name="live"),
     path("lanes/<str:selector>/live/send", views.live_send, name="live-send"),
+    path("lanes/<str:selector>/live/stop", views.live_stop, name="live-stop"),
+    path("lanes/<str:selector>/live/respond", views.live_respond, name="live-respond"),
 ]

@@ -2,8 +2,9 @@
 
 The page itself is static HTML plus lanes/static/lanes/live.js, which reads
 `/ws/lanes/<ref>/events` with the session's login and renders each journal
-frame. Its message box posts to `live_send`, which runs the `send` op like
-every other surface does.
+frame. Its message box posts to `live_send`, its Stop button to `live_stop`
+and a held approval's buttons to `live_respond`: each runs its op (`send`,
+`stop`, `request-respond`) like every other surface does, as `admin:<user>`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def live(request: HttpRequest, selector: str) -> HttpResponse:
         "ref": lane.ref,
         "wsPath": f"/ws/lanes/{lane.ref}/events",
         "sendUrl": reverse("lanes:live-send", args=[lane.ref]),
+        "stopUrl": reverse("lanes:live-stop", args=[lane.ref]),
+        "respondUrl": reverse("lanes:live-respond", args=[lane.ref]),
+        "active": bool(lane.active_turn_id),
         "approvalMethods": sorted(APPROVAL_METHODS),
     }
     context: dict[str, Any] = {
@@ -64,29 +68,69 @@ def live(request: HttpRequest, selector: str) -> HttpResponse:
     return render(request, "lanes/live.html", context)
 
 
-def run_send(lane_ref: str, text: str, mode: str, actor: str) -> dict[str, Any]:
+def run_op(op_id: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
     from dispatchsite.core.registry import Origin, execute
 
-    return execute(
-        "send",
-        {"lane": lane_ref, "text": text, "mode": mode},
-        Origin(surface="admin", actor=actor),
-    )
+    return execute(op_id, params, Origin(surface="admin", actor=actor))
+
+
+def run_send(lane_ref: str, text: str, mode: str, actor: str) -> dict[str, Any]:
+    return run_op("send", {"lane": lane_ref, "text": text, "mode": mode}, actor)
+
+
+async def answer(
+    request: HttpRequest, op_id: str, params: dict[str, Any]
+) -> JsonResponse:
+    """Run one op for the page's user; the JSON op result or error."""
+    user = await request.auser()
+    actor = f"admin:{user.get_username()}"
+    try:
+        # Ops wait on the worker (turn/start, or a whole turn for an
+        # interject): off the shared sync thread, so pages stay responsive.
+        if op_id == "send":
+            result = await sync_to_async(run_send, thread_sensitive=False)(
+                params["lane"], params["text"], params["mode"], actor
+            )
+        else:
+            result = await sync_to_async(run_op, thread_sensitive=False)(
+                op_id, params, actor
+            )
+    except DispatchError as exc:
+        return JsonResponse(exc.as_dict(), status=exc.http_status)
+    return JsonResponse({"ok": True, "result": result})
 
 
 @require_POST
 @staff_member_required
 async def live_send(request: HttpRequest, selector: str) -> JsonResponse:
-    """Run `send` in one of its modes; the JSON op result or error."""
-    user = await request.auser()
+    """Run `send` in one of its modes."""
     text = request.POST.get("text", "")
     mode = request.POST.get("mode") or "send"
-    try:
-        # A send waits on the worker (turn/start, or a whole turn for an
-        # interject): off the shared sync thread, so pages stay responsive.
-        result = await sync_to_async(run_send, thread_sensitive=False)(
-            selector, text, mode, f"admin:{user.get_username()}"
-        )
-    except DispatchError as exc:
-        return JsonResponse(exc.as_dict(), status=exc.http_status)
-    return JsonResponse({"ok": True, "result": result})
+    return await answer(request, "send", {"lane": selector, "text": text, "mode": mode})
+
+
+@require_POST
+@staff_member_required
+async def live_stop(request: HttpRequest, selector: str) -> JsonResponse:
+    """Run `stop`: interrupt the lane's active turn."""
+    return await answer(request, "stop", {"lane": selector})
+
+
+def form_int(value: str) -> int | str:
+    """A form's digits as the int ops expect; anything else as sent, for the
+    op's validation error to name."""
+    return int(value) if value.isdigit() else value
+
+
+@require_POST
+@staff_member_required
+async def live_respond(request: HttpRequest, selector: str) -> JsonResponse:
+    """Run `request-respond` for a held approval of this page's lane."""
+    return await answer(
+        request,
+        "request-respond",
+        {
+            "id": form_int(request.POST.get("id", "")),
+            "decision": request.POST.get("decision", ""),
+        },
+    )

@@ -29,6 +29,12 @@ PLUGIN_ASSETS = (
     "skills/dm/SKILL.md",
 )
 AUTH_FILES = ("auth.json", "credentials.json")
+# The codex versions dispatch is tested on: the pinned one (.ci/run's
+# CODEX_VERSION, the oldest supported) to the newest whose end-to-end tests
+# passed. CI also runs them on the newest published release.
+CODEX_OLDEST_SUPPORTED = "0.169.0"
+CODEX_NEWEST_TESTED = "0.171.0"
+CODEX_RANGE = f"{CODEX_OLDEST_SUPPORTED} to {CODEX_NEWEST_TESTED}"
 LOOSE_SHOWN = 10
 
 
@@ -91,6 +97,38 @@ class _CodexResult:
         self.argv = argv
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """ "0.169.0" -> (0, 169, 0); a pre-release tag sorts with its release."""
+    return tuple(
+        int(part) for part in version.split("-")[0].split(".") if part.isdigit()
+    )
+
+
+def codex_version_check(version: str, path: str, *, configured: str) -> dict[str, Any]:
+    data = {
+        "path": path,
+        "version": version,
+        "configured": configured,
+        "supported": CODEX_RANGE,
+    }
+    if version_key(version) < version_key(CODEX_OLDEST_SUPPORTED):
+        return check(
+            "codex_binary",
+            WARN,
+            f"codex {version} at {path} is older than the supported {CODEX_RANGE}",
+            detail="older app-servers lack methods and fields dispatch sends",
+            recovery=(
+                f"npm install -g @openai/codex@{CODEX_NEWEST_TESTED}, or point "
+                "DISPATCH_CODEX_BIN at a supported codex"
+            ),
+            data=data,
+        )
+    summary = f"codex {version} at {path}"
+    if version_key(version) > version_key(CODEX_NEWEST_TESTED):
+        summary += f" (newer than the tested {CODEX_RANGE})"
+    return check("codex_binary", OK, summary, data=data)
+
+
 def _codex_checks() -> _CodexResult:
     from lanes.appserver.binary import (
         codex_version,
@@ -103,12 +141,7 @@ def _codex_checks() -> _CodexResult:
     try:
         argv = resolve_codex_argv(codex_bin)
         version = codex_version(argv)
-        binary = check(
-            "codex_binary",
-            OK,
-            f"codex {version} at {argv[0]}",
-            data={"path": argv[0], "version": version, "configured": codex_bin},
-        )
+        binary = codex_version_check(version, argv[0], configured=codex_bin)
     except DispatchError as exc:
         binary = check(
             "codex_binary",

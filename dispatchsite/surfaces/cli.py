@@ -24,6 +24,12 @@ from dispatchsite.core.commands import SurfaceCommand, load_commands
 from dispatchsite.core.errors import DispatchError, NotStartedError, ValidationError
 from dispatchsite.core.origin import Origin, local_user
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
+from dispatchsite.surfaces.formatting import (
+    add_output_flags,
+    output_format,
+    table_text,
+    tidy_help,
+)
 
 
 class CliUsageError(Exception):
@@ -158,9 +164,7 @@ def build_parser(
             child = parent.children.add_parser(
                 word, help=help_text, description=help_text
             )
-            child.add_argument(
-                "--json", action="store_true", help="JSON output (default)"
-            )
+            add_output_flags(child)
             nodes[path] = Node(parser=child)
         return nodes[path]
 
@@ -211,6 +215,7 @@ def build_parser(
             )
             node.switch_commands[dest] = command
         command.configure(node.parser)
+    tidy_help(nodes)
     return root, nodes
 
 
@@ -319,8 +324,13 @@ def confirm_destroy(op: Op, args: argparse.Namespace, params: dict[str, Any]) ->
         raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")
 
 
-def emit(result: Any) -> None:
+def emit(result: Any, fmt: str = "json") -> None:
     if result is None:
+        return
+    table = table_text(result) if fmt == "table" else None
+    if table is not None:
+        sys.stdout.write(table)
+        sys.stdout.flush()
         return
     sys.stdout.write(
         json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -388,7 +398,7 @@ def main(argv: Sequence[str]) -> int:
             parser.print_help()
             return 2
         args = parser.parse_args(list(argv))
-        emit(dispatch_args(nodes, args))
+        emit(dispatch_args(nodes, args), output_format(args))
         return 0
     except CliUsageError as exc:
         return emit_error(ValidationError(str(exc), hint="see `dispatch --help`"))

@@ -75,7 +75,9 @@ def actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
-def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> dict[str, Any] | None:
+def run_op(
+    request: HttpRequest, op_id: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
     """Execute one op for the admin: its output, or None after an error message."""
     # Imported per call: admin autodiscovery loads this in every process,
     # and tests swap `execute` on the registry module.
@@ -84,7 +86,9 @@ def run_op(request: HttpRequest, op_id: str, params: dict[str, Any]) -> dict[str
     from dispatchsite.core.origin import Origin
 
     try:
-        return registry.execute(op_id, params, Origin(surface="admin", actor=actor(request)))
+        return registry.execute(
+            op_id, params, Origin(surface="admin", actor=actor(request))
+        )
     except DispatchError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
         messages.error(request, f"{op_id}: {exc.message}{hint}")
@@ -103,7 +107,8 @@ def bound_form(action: Action, request: HttpRequest) -> forms.Form | None:
 
 def form_errors(form: forms.Form) -> str:
     return "; ".join(
-        f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
+        f"{field}: {' '.join(str(e) for e in errors)}"
+        for field, errors in form.errors.items()
     )
 
 

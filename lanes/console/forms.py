@@ -70,12 +70,17 @@ class NewLaneForm(ChoicesFromOps):
         required=False,
         help_text="a native Codex goal objective (an active goal starts turns)",
     )
-    model = forms.CharField(max_length=100, required=False, help_text="`dispatch models`")
-    effort = forms.CharField(max_length=32, required=False, help_text="e.g. low, medium, high")
+    model = forms.CharField(
+        max_length=100, required=False, help_text="`dispatch models`"
+    )
+    effort = forms.CharField(
+        max_length=32, required=False, help_text="e.g. low, medium, high"
+    )
     sandbox = forms.ChoiceField(required=False)
     approval_policy = forms.ChoiceField(required=False)
     approvals = forms.ChoiceField(
-        required=False, help_text="how approval requests are answered; hold waits for you"
+        required=False,
+        help_text="how approval requests are answered; hold waits for you",
     )
 
     def params(self) -> dict[str, Any]:

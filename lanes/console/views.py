@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin import ModelAdmin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -59,6 +60,8 @@ def lane_action(
     spec = ACTIONS.get(action)
     if lane is None or spec is None:
         raise Http404("no such lane or action")
+    if not model_admin.has_view_permission(request, lane):
+        raise PermissionDenied
     back = HttpResponseRedirect(change_url(lane))
     if request.method != "POST":
         return back
@@ -135,7 +138,9 @@ def console_context(lane: Lane) -> dict[str, Any]:
         "transcript": journal_items(thread_id=lane.thread_id, limit=TRANSCRIPT_ITEMS),
         # Keyed with underscores: templates cannot look up "goal-set".
         "act": {
-            name.replace("-", "_"): reverse("admin:lanes_lane_act", args=[lane.pk, name])
+            name.replace("-", "_"): reverse(
+                "admin:lanes_lane_act", args=[lane.pk, name]
+            )
             for name in ACTIONS
         },
         "buttons": [(name, ACTIONS[name].label) for name in lane_buttons(lane)],

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lanes', '0005_approvals_goal_history'),
+        ("lanes", "0005_approvals_goal_history"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='auditentry',
-            options={'ordering': ['-id'], 'verbose_name_plural': 'audit entries'},
+            name="auditentry",
+            options={"ordering": ["-id"], "verbose_name_plural": "audit entries"},
         ),
     ]

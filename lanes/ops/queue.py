@@ -91,7 +91,11 @@ class QueuedMessageActionOut(OpOutput):
     mcp_action="queue_cancel",
 )
 def queue_cancel(data: MessageIdIn, origin: Origin) -> dict[str, Any]:
-    return {"message": message_view(queued_message_cancel(message_id=data.id, origin=origin))}
+    return {
+        "message": message_view(
+            queued_message_cancel(message_id=data.id, origin=origin)
+        )
+    }
 
 
 @define_op(
@@ -108,4 +112,6 @@ def queue_cancel(data: MessageIdIn, origin: Origin) -> dict[str, Any]:
     mcp_action="queue_retry",
 )
 def queue_retry(data: MessageIdIn, origin: Origin) -> dict[str, Any]:
-    return {"message": message_view(queued_message_retry(message_id=data.id, origin=origin))}
+    return {
+        "message": message_view(queued_message_retry(message_id=data.id, origin=origin))
+    }

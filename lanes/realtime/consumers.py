@@ -60,6 +60,14 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_INTERNAL = 1011
+# Sent beside each code, so a client can say why without a table of codes.
+CLOSE_REASONS = {
+    CLOSE_BAD_REQUEST: "bad request",
+    CLOSE_UNAUTHORIZED: "unauthorized: no valid token or staff session",
+    CLOSE_FORBIDDEN: "a lane is outside this token's scope",
+    CLOSE_NOT_FOUND: "unknown lane",
+    CLOSE_INTERNAL: "internal error; see the web log",
+}
 # Journal rows per query when replaying or refilling.
 PAGE_SIZE = 500
 # Live frames buffered for a slow socket before switching to journal paging.
@@ -152,7 +160,7 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
         # connected is also subscribed.
         await self.accept()
         if code is not None:
-            await self.close(code=code)
+            await self.close(code=code, reason=CLOSE_REASONS[code])
             return
         self.pump_task = asyncio.create_task(self.pump())
         if self.token_raw:
@@ -217,7 +225,9 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.DISPATCH_WS_TOKEN_RECHECK_SECONDS)
             if not await db(token_valid)(self.token_raw):
-                await self.close(code=CLOSE_UNAUTHORIZED)
+                await self.close(
+                    code=CLOSE_UNAUTHORIZED, reason="token revoked or expired"
+                )
                 return
 
     async def disconnect(self, code: int) -> None:
@@ -267,7 +277,7 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
             raise
         except Exception:
             log.exception("lane stream %s failed", list(self.cursors))
-            await self.close(code=CLOSE_INTERNAL)
+            await self.close(code=CLOSE_INTERNAL, reason=CLOSE_REASONS[CLOSE_INTERNAL])
 
     async def deliver(self, parts: list[dict[str, Any]]) -> None:
         """Every frame of `parts` not sent yet, in one message where possible."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from typing import Literal
+from typing import Literal, get_args
 
 from dispatchsite.core.errors import AppServerError, NotFoundError, ValidationError
 from dispatchsite.core.origin import Origin
@@ -23,7 +23,7 @@ NAME_MAX = 200
 # What codex 0.169 accepts as a plain approval policy (AskForApproval); the
 # `granular` object form is not offered through dispatch.
 ApprovalPolicy = Literal["untrusted", "on-request", "never"]
-APPROVAL_POLICIES: tuple[str, ...] = ("untrusted", "on-request", "never")
+APPROVAL_POLICIES: tuple[str, ...] = get_args(ApprovalPolicy)
 # Reasoning efforts are model-defined in codex 0.169 (any non-empty string a
 # model advertises); these are the ones its bundled models use, accepted when
 # the model catalog has nothing to say about the chosen model.

@@ -59,8 +59,6 @@ COALESCE_SECONDS = 0.025
 FRAME_BYTES_LIMIT = 256 * 1024
 HEARTBEAT_SECONDS = 2.0
 RESTART_REASON = "dispatch restarted during this turn"
-# Reading a lost turn's final status back must not hold up a restart long.
-READ_BACK_SECONDS = 5.0
 
 
 def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -203,48 +201,19 @@ class Worker:
         if not lost:
             return
         client = self.client if read_back else None
-        turns = await asyncio.gather(
-            *(
-                self.turn_read_back(client, thread_id, turn_id)
-                for thread_id, turn_id in lost
-            )
-        )
-        messages = [
-            recovery.lost_turn_event(
-                thread_id=thread_id,
-                turn_id=turn_id,
-                read_back=turn,
-                reason=self.lost_reason,
-            )
-            for (thread_id, turn_id), turn in zip(lost, turns, strict=True)
-        ]
-        # Written here rather than through the inbox: the lanes must be
-        # settled before the queue drains and commands are served.
-        result = await db(journal_write_batch)(messages, self.counter)
-        await self.publish(result.frames)
-        if result.rows:
-            await db(self.announce)(result.rows)
-        self.lost_reason = RESTART_REASON
-
-    async def turn_read_back(
-        self, client: AppServerClient | None, thread_id: str, turn_id: str
-    ) -> dict[str, Any] | None:
-        """The turn as codex reports it now, or None when it cannot say."""
-        if client is None:
-            return None
         try:
-            page = await client.request(
-                THREAD_TURNS_LIST,
-                {"threadId": thread_id, "limit": 10, "itemsView": "summary"},
-                timeout=READ_BACK_SECONDS,
+            messages = await recovery.lost_turn_events(
+                client, lost, reason=self.lost_reason
             )
-        except Exception as exc:  # e.g. a thread whose rollout is gone
-            log.info("turns/list %s: %s", thread_id, exc)
-            return None
-        for turn in page.get("data") or []:
-            if isinstance(turn, dict) and turn.get("id") == turn_id:
-                return turn
-        return None
+            # Written here rather than through the inbox: the lanes must be
+            # settled before the queue drains and commands are served.
+            if messages:
+                result = await db(journal_write_batch)(messages, self.counter)
+                await self.publish(result.frames)
+                await db(self.announce)(result.rows)
+        except Exception:  # the rows are still settled: lanes_mark_turns_lost
+            log.exception("could not journal the end of %d lost turns", len(lost))
+        self.lost_reason = RESTART_REASON
 
     async def message_reached_thread(self, thread_id: str, client_id: str) -> bool:
         assert self.client is not None

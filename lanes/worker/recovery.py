@@ -1,18 +1,27 @@
-"""What the worker does to the DB when it or its app-server (re)starts."""
+"""What the worker does when it or its app-server (re)starts: its lease,
+the lanes to resume, in-flight queue rows, and turns the old app-server took
+with it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from django.utils import timezone
 
-from lanes.appserver.protocol import TURN_COMPLETED
+from lanes.appserver.client import AppServerClient
+from lanes.appserver.protocol import THREAD_TURNS_LIST, TURN_COMPLETED
 from lanes.journal.lane_state import RECOVERY_KEY
 from lanes.models import Lane, QueuedMessage, WorkerLease
 
 # Statuses a turn can end with (turn/completed); anything else read back
 # for a turn that is gone (inProgress in a fresh app-server) means it was cut.
 FINAL_TURN_STATUSES = ("completed", "failed", "interrupted")
+# Reading a lost turn's final status back must not hold up a restart long.
+READ_BACK_SECONDS = 5.0
+
+log = logging.getLogger("dispatch.worker")
 
 
 def worker_lease_claim(*, host: str, pid: int) -> None:
@@ -71,18 +80,43 @@ def in_flight_settle(*, pk: int, delivered: bool) -> None:
     )
 
 
-def lost_turns(*, host: str) -> list[tuple[str, str]]:
-    """(thread_id, turn_id) of turns the journal saw start and never end.
+def lost_turns(*, host: str) -> list[tuple[str, str, bool]]:
+    """(thread_id, turn_id, owned) of turns seen to start and never end.
 
-    Called when the app-server they ran in is gone: none of them can still
-    be running.
+    Called when the app-server they ran in is gone: an owned lane's turn
+    cannot still be running.
     """
-    return list(
-        Lane.objects.filter(host=host)
+    return [
+        (thread_id, turn_id, source == Lane.Source.OWN)
+        for thread_id, turn_id, source in Lane.objects.filter(host=host)
         .exclude(active_turn_id="")
         .exclude(status=Lane.Status.ARCHIVED)
-        .values_list("thread_id", "active_turn_id")
+        .values_list("thread_id", "active_turn_id", "source")
+    ]
+
+
+async def lost_turn_events(
+    client: AppServerClient | None,
+    lost: list[tuple[str, str, bool]],
+    *,
+    reason: str,
+) -> list[dict[str, Any]]:
+    """A turn/completed for each lost turn, its status read back when `client`.
+
+    An attached lane's turn runs in the Codex process that owns the thread,
+    which may still be running it: it is closed only when codex reports a
+    final status.
+    """
+    turns = await asyncio.gather(
+        *(turn_read_back(client, thread_id, turn_id) for thread_id, turn_id, _ in lost)
     )
+    return [
+        lost_turn_event(
+            thread_id=thread_id, turn_id=turn_id, read_back=turn, reason=reason
+        )
+        for (thread_id, turn_id, owned), turn in zip(lost, turns, strict=True)
+        if owned or (turn is not None and turn.get("status") in FINAL_TURN_STATUSES)
+    ]
 
 
 def lost_turn_event(
@@ -120,3 +154,24 @@ def lost_turn_event(
         },
         "_received_at": timezone.now(),
     }
+
+
+async def turn_read_back(
+    client: AppServerClient | None, thread_id: str, turn_id: str
+) -> dict[str, Any] | None:
+    """The turn as codex reports it now, or None when it cannot say."""
+    if client is None:
+        return None
+    try:
+        page = await client.request(
+            THREAD_TURNS_LIST,
+            {"threadId": thread_id, "limit": 10, "itemsView": "summary"},
+            timeout=READ_BACK_SECONDS,
+        )
+    except Exception as exc:  # e.g. a thread whose rollout is gone
+        log.info("turns/list %s: %s", thread_id, exc)
+        return None
+    for turn in page.get("data") or []:
+        if isinstance(turn, dict) and turn.get("id") == turn_id:
+            return turn
+    return None

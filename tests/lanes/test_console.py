@@ -85,7 +85,12 @@ PARAMS = [
     ("stop", {}, "stop", {}),
     ("rename", {"new": "beta"}, "lane-rename", {"old": None, "new": "beta"}),
     ("restore", {}, "restore", {"target": None}),
-    ("goal-set", {"objective": "ship", "status": ""}, "goal-set", {"objective": "ship"}),
+    (
+        "goal-set",
+        {"objective": "ship", "status": ""},
+        "goal-set",
+        {"objective": "ship"},
+    ),
     ("fork", {"name": "alpha-2"}, "fork", {"name": "alpha-2"}),
     ("compact", {}, "compact", {}),
     ("sync", {}, "sync", {}),
@@ -148,7 +153,7 @@ def test_it_reports_bad_input_without_running_the_op(
 ) -> None:
     response = admin_client.post(act_url(lane, "send"), {"mode": "nope"}, follow=True)
     html = response.content.decode()
-    assert "text: This field is required." in html
+    assert "Send: text: This field is required." in html
     assert calls == []
 
 
@@ -162,7 +167,8 @@ def test_it_reports_op_errors_on_the_lane_page(
     response = admin_client.post(
         act_url(lane, "send"), {"text": "x", "mode": "send"}, follow=True
     )
-    assert "send: lane is busy (steer or queue)" in response.content.decode()
+    # The admin capitalises messages.
+    assert "Send: lane is busy (steer or queue)" in response.content.decode()
 
 
 def test_it_creates_a_lane_with_the_new_op(
@@ -173,7 +179,11 @@ def test_it_creates_a_lane_with_the_new_op(
     def new(op_id: str, params: dict[str, Any], ctx: Origin) -> dict[str, Any]:
         seen.append((op_id, params, ctx))
         made = lane_register(
-            thread_id="thread-new", title=params["name"], source="own", cwd="/", host="h"
+            thread_id="thread-new",
+            title=params["name"],
+            source="own",
+            cwd="/",
+            host="h",
         )
         return {"ref": made.ref}
 
@@ -204,9 +214,16 @@ def test_it_cancels_and_retries_a_queued_message_with_audit(
     message = QueuedMessage.objects.create(lane=lane, text="later")
     admin_client.post(act_url(lane, "queue-cancel"), {"id": message.pk})
     message.refresh_from_db()
-    assert (message.status, message.error) == ("error", "cancelled by admin admin:admin")
-    again = admin_client.post(act_url(lane, "queue-cancel"), {"id": message.pk}, follow=True)
-    assert f"queued message {message.pk} is error, not pending" in again.content.decode()
+    assert (message.status, message.error) == (
+        "error",
+        "cancelled by admin admin:admin",
+    )
+    again = admin_client.post(
+        act_url(lane, "queue-cancel"), {"id": message.pk}, follow=True
+    )
+    assert (
+        f"queued message {message.pk} is error, not pending" in again.content.decode()
+    )
     admin_client.post(act_url(lane, "queue-retry"), {"id": message.pk})
     message.refresh_from_db()
     assert (message.status, message.error) == ("pending", "")
@@ -220,13 +237,3 @@ def test_it_cancels_and_retries_a_queued_message_with_audit(
         ("queue-cancel", "validation", "admin:admin"),
         ("queue-retry", "ok", "admin:admin"),
     ]
-
-
-def test_debug(admin_client: Client, lane: Lane, monkeypatch: pytest.MonkeyPatch) -> None:
-    def busy(op_id: str, params: dict[str, Any], ctx: Origin) -> None:
-        raise LaneBusyError("lane is busy", hint="steer or queue")
-
-    monkeypatch.setattr("dispatchsite.core.registry.execute", busy)
-    response = admin_client.post(act_url(lane, "send"), {"text": "x", "mode": "send"})
-    print(response.status_code, response.get("Location"), response.content[:3000])
-    assert 0

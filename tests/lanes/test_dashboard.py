@@ -57,7 +57,9 @@ def test_it_lists_every_lane_with_turn_queue_and_links(
     page = staff.get("/")
     assert page.status_code == 200
     assert 'id="dash-lanes"' in page.content.decode()
-    rows = {row["title"]: row for row in staff.get("/dashboard/lanes.json").json()["lanes"]}
+    rows = {
+        row["title"]: row for row in staff.get("/dashboard/lanes.json").json()["lanes"]
+    }
     assert set(rows) == {"alpha", "beta"}
     assert rows["alpha"]["status"] == "busy"
     assert rows["alpha"]["turn_number"] == 2 and rows["alpha"]["active"] is True

@@ -393,3 +393,43 @@ def test_it_renders_commands_file_changes_diffs_and_approvals(
     assert page.inner_text(".live-error") == "<b>not html</b>"
     page.screenshot(path=str(tmp_path / "live-kinds.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "post", "op_id", "params"),
+    [
+        ("stop", {}, "stop", {"lane": None}),
+        (
+            "respond",
+            {"id": "12", "decision": "accept"},
+            "request-respond",
+            {"id": 12, "decision": "accept"},
+        ),
+    ],
+)
+def test_it_stops_and_answers_approvals_through_their_ops(
+    alpha: Lane,
+    staff: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    post: dict[str, str],
+    op_id: str,
+    params: dict[str, Any],
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_op(*args: Any) -> dict[str, Any]:
+        calls.append(args)
+        return {"detail": "done"}
+
+    monkeypatch.setattr("lanes.views.run_op", fake_op)
+    staff.get(live_url(alpha))
+    response = staff.post(
+        f"{live_url(alpha)}/{path}",
+        post,
+        headers={"X-CSRFToken": staff.cookies["csrftoken"].value},
+    )
+    assert response.status_code == 200, response.content
+    assert response.json() == {"ok": True, "result": {"detail": "done"}}
+    expected = {k: v if v is not None else alpha.ref for k, v in params.items()}
+    assert calls == [(op_id, expected, "admin:staff")]

@@ -50,6 +50,10 @@ async def test_it_closes_a_socket_whose_token_is_revoked(path: str) -> None:
     await sync_to_async(api_token_revoke)(name="soon-revoked")
     started = asyncio.get_running_loop().time()
     message = await communicator.receive_output(timeout=5)
-    assert message == {"type": "websocket.close", "code": CLOSE_UNAUTHORIZED}
+    assert message == {
+        "type": "websocket.close",
+        "code": CLOSE_UNAUTHORIZED,
+        "reason": "token revoked or expired",
+    }
     assert asyncio.get_running_loop().time() - started < 3
     await communicator.wait()

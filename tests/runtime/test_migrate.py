@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import stat
@@ -80,6 +81,21 @@ def test_it_refuses_while_the_daemon_runs(fake_supervisor: Path) -> None:
     assert error.data["migrated"] is False
     assert "--allow-running" in error.data["recovery"]
     assert not list(fake_supervisor.glob("*.bak-*"))
+
+
+def test_it_says_stop_the_daemon_first_under_its_own_code(
+    fake_supervisor: Path, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path)
+
+    refused = cli("registry", "migrate", env=env)
+
+    # Exit 8 as in the tool users come from, but not an app-server error.
+    assert refused.status == 8, refused.stderr
+    error = json.loads(refused.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "daemon_running"
+    assert "stop the daemon first (`dispatch down`)" in error["message"]
+    assert error["data"]["reason"] == "daemon_running"
 
 
 def test_it_snapshots_wal_contents_privately(tmp_path: Path) -> None:

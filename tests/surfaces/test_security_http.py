@@ -193,5 +193,9 @@ async def test_it_closes_a_websocket_to_an_unknown_path_with_4404() -> None:
     connected, _ = await communicator.connect()
     assert connected
     message = await communicator.receive_output(timeout=5)
-    assert message == {"type": "websocket.close", "code": 4404}
+    assert message == {
+        "type": "websocket.close",
+        "code": 4404,
+        "reason": "no such websocket path",
+    }
     await communicator.wait()

@@ -28,7 +28,7 @@ from lanes.ops.schemas import (
     ModelId,
     Sandbox,
 )
-from lanes.services.validation import ApprovalPolicy
+from lanes.services.validation import ApprovalPolicy, caller_cwd
 from workspaces.resolve import launch_resolve
 from workspaces.services.launch import Launch, plan_reply
 
@@ -188,6 +188,7 @@ class NewOut(LaneListItemOut, LaunchFacts):
 def new(data: NewIn, origin: Origin) -> dict[str, Any]:
     # Resolution (packet, presets, files, workspace, worktree) comes first and
     # changes nothing; then the worktree and setup; then the thread.
+    data.cwd = caller_cwd(data.cwd, origin=origin)  # not the daemon's own
     launch = Launch(launch_resolve(data), origin)
     plan = launch.plan
     launch.prepare()
@@ -244,4 +245,5 @@ class PlanOut(LaunchFacts, OpOutput):
     mcp_action="new_plan",
 )
 def new_plan(data: NewIn, origin: Origin) -> dict[str, Any]:
+    data.cwd = caller_cwd(data.cwd, origin=origin)  # not the daemon's own
     return plan_reply(launch_resolve(data))

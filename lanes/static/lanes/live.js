@@ -24,7 +24,9 @@
   };
 
   let lastSeq = 0;
-  const turns = new Map(); // turn id -> {root, status, items, diff}
+  let turnCount = 0; // turns started so far: a turn's number in the lane
+  let frameAt = null; // received_at of the frame being rendered
+  const turns = new Map(); // turn id -> {root, title, status, items, diff}
   const items = new Map(); // item id -> {root, kind, body, ...}
   const approvals = new Map(); // JSON(request id) -> element
 
@@ -41,7 +43,18 @@
 
   // -- turns ---------------------------------------------------------------
 
-  function turnBlock(turnId) {
+  function clock(iso) {
+    if (!iso) return "";
+    const at = new Date(iso);
+    const today = at.toDateString() === new Date().toDateString();
+    return today ? at.toLocaleTimeString() : at.toLocaleString();
+  }
+
+  // Titled by the turn's number in the lane (from turn/started frames) and
+  // its start time; a turn whose start this page never saw (pruned from the
+  // journal) is "Earlier turn".
+  function turnBlock(turnId, at) {
+    at = at || frameAt;
     const key = turnId || "(no turn)";
     let turn = turns.get(key);
     if (turn) return turn;
@@ -49,15 +62,41 @@
     const root = make("section", "live-turn");
     root.dataset.turnId = key;
     const head = make("div", "live-turn-head");
-    head.append(make("span", "live-turn-title", "Turn " + key.slice(0, 8)));
+    const title = make("span", "live-turn-title", turnId ? "Earlier turn" : "Lane");
+    title.title = key;
+    const when = make("span", "live-muted live-turn-time", clock(at));
     const status = make("span", "live-badge", "");
-    head.append(status);
+    head.append(title, when, status);
     const body = make("div", "live-turn-items");
     root.append(head, body);
     transcript.append(root);
-    turn = { root: root, status: status, items: body, diff: null };
+    turn = { root: root, title: title, when: when, status: status, items: body, diff: null, number: 0 };
     turns.set(key, turn);
     return turn;
+  }
+
+  function turnStarted(turnId, at) {
+    const turn = turnBlock(turnId, at);
+    if (!turn.number) {
+      turn.number = ++turnCount;
+      turn.title.textContent = "Turn " + turn.number;
+      turn.root.dataset.number = turn.number;
+      turn.when.textContent = clock(at);
+    }
+    return turn;
+  }
+
+  // A reply preempted by a steer, an interject or a stop never gets its
+  // item/completed: once anything else happens in its turn it is closed as
+  // cut off, instead of looking like it is still being written.
+  function cutOffReplies(turnId, exceptItemId) {
+    for (const [itemId, entry] of items) {
+      if (entry.kind !== "agent" || !entry.open || itemId === exceptItemId) continue;
+      if (entry.turnId !== (turnId || "(no turn)")) continue;
+      entry.open = false;
+      entry.root.dataset.state = "cut-off";
+      statusTag(entry, "cut off");
+    }
   }
 
   function setTurnStatus(turn, status, error) {
@@ -112,7 +151,7 @@
     head.append(make("span", "live-item-label", label));
     root.append(head);
     turnBlock(turnId).items.append(root);
-    const entry = { root: root, head: head, kind: kind };
+    const entry = { root: root, head: head, kind: kind, turnId: turnId || "(no turn)" };
     if (itemId) items.set(itemId, entry);
     return entry;
   }
@@ -139,9 +178,11 @@
   function renderItem(turnId, item, completed) {
     if (!item || !item.id) return;
     const type = item.type;
+    if (!completed) cutOffReplies(turnId, item.id);
     let entry = items.get(item.id);
     if (type === "agentMessage") {
       entry = agentMessage(turnId, item.id);
+      entry.open = !completed;
       // The completed item is authoritative: it replaces the deltas.
       if (completed || item.text) entry.body.textContent = item.text || entry.body.textContent;
       return;
@@ -238,7 +279,53 @@
     turnBlock(turnId).items.append(inTurn);
     const pending = card();
     approvalsBox.append(pending);
-    approvals.set(key, { inTurn: inTurn, pending: pending });
+    approvals.set(key, {
+      inTurn: inTurn, pending: pending, itemId: params.itemId, turnId: turnId, held: null,
+    });
+  }
+
+  function setApprovalState(entry, state, text) {
+    for (const node of [entry.inTurn, entry.pending]) {
+      node.dataset.state = state;
+      const badge = node.querySelector(".live-approval-state");
+      badge.textContent = text;
+      badge.dataset.status = state === "held" ? "waiting_approval" : state;
+    }
+  }
+
+  // dispatch/approval/pending: the worker holds the request for a person.
+  // It names the held row (requestId) and the item, not the JSON-RPC id.
+  function heldEntry(p) {
+    let found = null;
+    for (const entry of approvals.values()) {
+      if (entry.itemId && entry.itemId === p.itemId) return entry;
+      if (!entry.held && entry.turnId === p.turnId) found = entry;
+    }
+    return found;
+  }
+
+  function approvalHeld(p) {
+    const entry = heldEntry(p);
+    if (!entry) return;
+    entry.held = p.requestId;
+    setApprovalState(entry, "held", "waiting for you");
+    const buttons = make("span", "live-approval-buttons");
+    for (const [decision, label] of [["accept", "Accept"], ["decline", "Decline"]]) {
+      const button = make("button", "button live-approval-" + decision, label);
+      button.type = "button";
+      button.addEventListener("click", function () { respond(p.requestId, decision, buttons); });
+      buttons.append(button);
+    }
+    entry.pending.append(buttons);
+  }
+
+  function approvalAnswered(p) {
+    for (const entry of approvals.values()) {
+      if (entry.held !== p.requestId) continue;
+      setApprovalState(entry, "answered", p.decision + " by " + (p.answeredBy || "?"));
+      const buttons = entry.pending.querySelector(".live-approval-buttons");
+      if (buttons) buttons.remove();
+    }
   }
 
   function approvalResolved(requestId) {
@@ -247,9 +334,10 @@
     if (!entry) return;
     approvals.delete(key);
     entry.pending.remove();
-    entry.inTurn.dataset.state = "resolved";
     const badge = entry.inTurn.querySelector(".live-approval-state");
-    badge.textContent = "resolved";
+    const answered = entry.inTurn.dataset.state === "answered";
+    entry.inTurn.dataset.state = "resolved";
+    badge.textContent = answered ? badge.textContent : "resolved";
     badge.dataset.status = "resolved";
   }
 
@@ -272,16 +360,20 @@
   // -- frames --------------------------------------------------------------
 
   function render(frame) {
+    frameAt = frame.received_at;
     const p = frame.params || {};
     const turnId = frame.turn_id || p.turnId || (p.turn && p.turn.id) || null;
     switch (frame.method) {
       case "turn/started":
-        setTurnStatus(turnBlock(turnId), "inProgress");
+        setTurnStatus(turnStarted(turnId, frame.received_at), "inProgress");
         setLaneStatus("busy");
+        setActive(true);
         break;
       case "turn/completed": {
         const turn = p.turn || {};
+        cutOffReplies(turnId, null);
         setTurnStatus(turnBlock(turnId), turn.status || "completed", turn.error);
+        setActive(false);
         break;
       }
       case "item/started":
@@ -292,6 +384,7 @@
         break;
       case "item/agentMessage/delta": {
         const entry = agentMessage(turnId, p.itemId);
+        entry.open = true;
         entry.body.textContent += p.delta || "";
         break;
       }
@@ -311,6 +404,12 @@
         break;
       case "serverRequest/resolved":
         approvalResolved(p.requestId);
+        break;
+      case "dispatch/approval/pending":
+        approvalHeld(p);
+        break;
+      case "dispatch/approval/answered":
+        approvalAnswered(p);
         break;
       case "thread/tokenUsage/updated": {
         const total = p.tokenUsage && p.tokenUsage.total;
@@ -364,6 +463,8 @@
     socket.onclose = function (event) {
       if (REFUSALS[event.code]) {
         setConn("refused", REFUSALS[event.code]);
+        showError("The live stream was refused: " + REFUSALS[event.code] +
+          (event.reason ? " (" + event.reason + ")" : ""), "reload the page to try again");
         return;
       }
       setConn("connecting", "reconnecting");
@@ -372,43 +473,80 @@
     };
   }
 
-  // -- the message box -----------------------------------------------------
+  // -- errors, the message box, Stop, approvals ----------------------------
 
   const form = document.getElementById("live-send");
   const result = document.getElementById("live-send-result");
+  const banner = document.getElementById("live-banner");
+  const stopButton = document.getElementById("live-stop");
+
+  function showError(message, hint) {
+    banner.querySelector(".live-banner-text").textContent = message;
+    banner.querySelector(".live-banner-hint").textContent = hint || "";
+    banner.hidden = false;
+  }
+
+  banner.querySelector("button").addEventListener("click", function () {
+    banner.hidden = true;
+  });
+
+  function setActive(active) {
+    stopButton.disabled = !active;
+  }
+  setActive(config.active);
 
   function csrfToken() {
     return form.querySelector("input[name=csrfmiddlewaretoken]").value;
   }
 
-  form.addEventListener("submit", function (event) {
+  // POST to one of the page's op endpoints; the op's result, or null after
+  // showing its error in the banner.
+  async function post(url, data, what) {
+    try {
+      const response = await fetch(url, {
+        method: "POST",
+        body: data,
+        headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      const body = await response.json();
+      if (body.error) {
+        showError(what + " failed: " + body.error.message, body.error.hint);
+        return null;
+      }
+      banner.hidden = true;
+      return body.result;
+    } catch (error) {
+      showError(what + " failed: " + error.message, "is the server running? (`dispatch up`)");
+      return null;
+    }
+  }
+
+  form.addEventListener("submit", async function (event) {
     event.preventDefault();
-    const button = form.querySelector("button");
+    const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     result.textContent = "sending…";
-    fetch(config.sendUrl, {
-      method: "POST",
-      body: new FormData(form),
-      headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-      credentials: "same-origin",
-    })
-      .then(function (response) { return response.json(); })
-      .then(function (body) {
-        if (body.error) {
-          result.textContent = body.error.message + (body.error.hint ? " (" + body.error.hint + ")" : "");
-          result.dataset.state = "error";
-        } else {
-          result.textContent = body.result.detail;
-          result.dataset.state = "ok";
-          form.elements.text.value = "";
-        }
-      })
-      .catch(function (error) {
-        result.textContent = "send failed: " + error;
-        result.dataset.state = "error";
-      })
-      .finally(function () { button.disabled = false; });
+    const done = await post(config.sendUrl, new FormData(form), "Send (" + form.elements.mode.value + ")");
+    result.textContent = done ? done.detail : "";
+    if (done) form.elements.text.value = "";
+    button.disabled = false;
   });
+
+  stopButton.addEventListener("click", async function () {
+    stopButton.disabled = true;
+    // Form-encoded, even when empty: an empty multipart body is a 400.
+    const done = await post(config.stopUrl, new URLSearchParams(), "Stop");
+    result.textContent = done ? done.detail : "";
+    if (!done) stopButton.disabled = false;
+  });
+
+  async function respond(id, decision, buttons) {
+    for (const button of buttons.querySelectorAll("button")) button.disabled = true;
+    const data = new URLSearchParams({ id: String(id), decision: decision });
+    const done = await post(config.respondUrl, data, "Answering the approval");
+    if (!done) for (const button of buttons.querySelectorAll("button")) button.disabled = false;
+  }
 
   form.elements.text.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();

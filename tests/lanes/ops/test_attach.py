@@ -72,9 +72,14 @@ def test_it_suffixes_a_clashing_handle_and_syncs_the_latest_turn(
 
 
 def test_it_refuses_to_attach_an_unknown_thread(stack: Stack) -> None:
-    status, out, err = cli("attach", "no-such-thread", env=stack.env)
+    unknown = "019a0000-0000-7000-8000-000000000000"
+    status, out, err = cli("attach", unknown, env=stack.env)
     assert status == 4, (out, err)
     assert err["error"]["code"] == "not_found"
+    # Not even shaped like a thread id: the user's mistake, not codex's.
+    status, out, err = cli("attach", "no-such-thread", env=stack.env)
+    assert status == 2, (out, err)
+    assert "UUID" in err["error"]["message"]
     status, out, err = cli("get", "no-such-thread", env=stack.env)
     assert status == 4
 

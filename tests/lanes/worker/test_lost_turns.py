@@ -88,7 +88,9 @@ def test_it_journals_the_end_of_a_turn_cut_off_by_an_app_server_crash(
         what="a turn/completed for the cut-off turn",
     )
     done = assert_closed_for_every_reader(stack, lane, turn_id, "interrupted")
-    assert done["dispatchRecovery"]["reason"] == "the app-server exited during this turn"
+    assert (
+        done["dispatchRecovery"]["reason"] == "the app-server exited during this turn"
+    )
     assert "exited" in done["turn"]["error"]["message"]
     row = stack.lane_row(lane["id"])
     assert row["status"] == "idle" and not row["queue_held"]
@@ -96,8 +98,9 @@ def test_it_journals_the_end_of_a_turn_cut_off_by_an_app_server_crash(
     stack.cli_ok("send", lane["ref"], "after the crash")
     stack.wait_lane(
         lane["id"],
-        lambda r: r["latest_turn_id"] != turn_id
-        and r["latest_turn_status"] == "completed",
+        lambda r: (
+            r["latest_turn_id"] != turn_id and r["latest_turn_status"] == "completed"
+        ),
         timeout=30,
     )
 
