@@ -77,8 +77,7 @@ async def watch_lanes(
         async for raw in socket:
             received = time.time()
             last_frame = time.monotonic()
-            for line in raw.splitlines():  # one or more frames per message
-                frame = json.loads(line)
+            for frame in json.loads(raw)["events"]:  # one document per message
                 sent_at = frame["params"].get("sentAt")
                 if sent_at is not None:
                     latencies.append((received - sent_at) * 1000)

@@ -144,6 +144,15 @@ TEMPLATES = [
     }
 ]
 
+# WAL lets the web server, worker and celery read while one writes;
+# IMMEDIATE takes the write lock up front so busy_timeout applies.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;"
+    ),
+}
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     try:
@@ -152,21 +161,15 @@ if DATABASE_URL:
         raise ImproperlyConfigured(
             f"DATABASE_URL is not a database URL: {exc}"
         ) from None
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        # A shared SQLite file (one machine, several `up`s) needs the same.
+        DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DISPATCH_HOME / "dispatch.sqlite3"),
-            # WAL lets the web server, worker and celery read while one writes;
-            # IMMEDIATE takes the write lock up front so busy_timeout applies.
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": (
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA busy_timeout=20000;"
-                ),
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             "TEST": {"NAME": env_str("DISPATCH_TEST_DB_NAME") or None},
         }
     }

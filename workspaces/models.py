@@ -9,6 +9,19 @@ from django.utils import timezone
 from lanes.models import Lane
 
 
+class PacketQuerySet(models.QuerySet["Packet"]):
+    def saved(self, spelling: str) -> Packet | None:
+        """The saved packet `NAME` (newest version) or `NAME@vN`, if any."""
+        name, _, version = spelling.partition("@v")
+        found = self.exclude(name="").filter(name=name)
+        if version:
+            # Anything but a plain small number names no version.
+            if not (version.isdigit() and len(version) <= 9):
+                return None
+            found = found.filter(version=int(version))
+        return found.order_by("-version").first()
+
+
 class Packet(models.Model):
     """One version of a packet: a saved one (named) or one launched from a folder.
 
@@ -21,6 +34,8 @@ class Packet(models.Model):
     source_dir = models.CharField(max_length=1024, blank=True)
     unknown_files = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PacketQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "-version", "id"]

@@ -149,11 +149,7 @@ def load_packet(value: str, cwd: Path) -> tuple[PacketContent, Packet | None]:
     path = resolve_path(value, cwd)
     if path.is_dir() or "/" in value or value.startswith("."):
         return packet_read_dir(str(path)), None
-    name, _, version = value.partition("@v")
-    saved = Packet.objects.exclude(name="").filter(name=name)
-    if version:
-        saved = saved.filter(version=int(version) if version.isdigit() else -1)
-    row = saved.order_by("-version").first()
+    row = Packet.objects.saved(value)
     if row is None:
         raise ValidationError(
             f"packet {value}: not a directory and no saved packet has that name",

@@ -73,6 +73,18 @@ class StagingError(DispatchError):
     http_status = 400
 
 
+class HostUnavailableError(AppServerError):
+    """The lane's host has no worker holding a live lease: answered at once.
+
+    An AppServerError, so code that treats "the app-server is unreachable"
+    (offline reads, queueing) treats this the same; only the status differs.
+    """
+
+    code = "host_unavailable"
+    exit_status = 10
+    http_status = 503
+
+
 class CapabilityUnavailableError(DispatchError):
     """The pinned app-server offers no method for this op."""
 
@@ -104,6 +116,7 @@ ERROR_TYPES: tuple[type[DispatchError], ...] = (
     AuthorityError,
     AppServerError,
     StagingError,
+    HostUnavailableError,
     CapabilityUnavailableError,
     NotStartedError,
     UnauthorizedError,

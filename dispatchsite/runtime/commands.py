@@ -11,7 +11,9 @@ import sys
 from typing import Any
 
 from dispatchsite.core.commands import register_command
+from dispatchsite.core.errors import ValidationError
 from dispatchsite.runtime.lifecycle import DEFAULT_PORT, stack_down, stack_up
+from dispatchsite.runtime.stack import COMPONENTS
 from dispatchsite.runtime.supervisor import configure_parser as configure_supervisor
 from dispatchsite.runtime.supervisor import run_supervisor
 
@@ -28,15 +30,55 @@ def _configure_up(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PORT,
         help=f"web port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
     )
+    parser.add_argument(
+        "--no-embedded",
+        action="store_true",
+        help="run only the components named below, against DATABASE_URL and "
+        "DISPATCH_REDIS_URL (several machines)",
+    )
+    for name, what in (
+        ("web", "the web server (REST, MCP, pages); it also migrates"),
+        ("celery", "a celery worker (tasks)"),
+        ("beat", "celery beat (the scheduler; one per installation)"),
+        ("worker", "the app-server worker for --host"),
+    ):
+        parser.add_argument(f"--{name}", action="store_true", help=what)
+    parser.add_argument(
+        "--host", default=None, help="host name of this machine (DISPATCH_HOST)"
+    )
 
 
 @register_command(
     "up",
-    help="start redis, web, worker and celery under a supervisor",
+    help="start redis, web, worker and celery under a supervisor "
+    "(or, with --no-embedded, only the components named)",
     configure=_configure_up,
 )
 def up(args: argparse.Namespace) -> dict[str, Any]:
-    return stack_up(port=args.port, foreground=args.foreground)
+    from lanes.services.hosts import host_name_check
+
+    chosen = tuple(name for name in COMPONENTS if getattr(args, name, False))
+    if chosen and not args.no_embedded:
+        raise ValidationError(
+            f"--{' --'.join(chosen)} only apply with --no-embedded; without it "
+            "`up` runs everything",
+            hint="add --no-embedded, or drop the component flags",
+            data={"field": "--no-embedded"},
+        )
+    if args.no_embedded and not chosen:
+        raise ValidationError(
+            "--no-embedded needs the components to run: any of --web, --celery, "
+            "--beat, --worker",
+            hint="e.g. `dispatch up --no-embedded --worker --host NAME`",
+            data={"field": "--no-embedded"},
+        )
+    host = host_name_check(args.host) if args.host is not None else None
+    return stack_up(
+        port=args.port,
+        foreground=args.foreground,
+        components=chosen if args.no_embedded else None,
+        host=host,
+    )
 
 
 @register_command("down", help="stop everything `dispatch up` started")

@@ -5,7 +5,13 @@ DISPATCH_HOME/        (everything owner-only: 0700 folders, 0600 files)
   config.toml          local policy
   secret_key           Django's SECRET_KEY for this home (settings.py reads it)
   run/                 supervisor.pid, supervisor.json, redis.sock,
-                       worker-<host>.json, locks
+                       worker-<host>.json, celery-<host>.json,
+                       beat-<host>.json, locks
+
+One home runs one supervisor (`up`). Two `up --no-embedded` on one machine
+(say web+celery+beat and a second worker) each get their own DISPATCH_HOME
+and share the database through DATABASE_URL; the run/ files of a home are
+only ever its own supervisor's.
   logs/                <component>.log
 
 The database holds session keys, token hashes and transcripts, so no other
@@ -76,6 +82,10 @@ def worker_state_file(host: str) -> Path:
 
 def celery_state_file(host: str) -> Path:
     return run_dir() / f"celery-{host}.json"
+
+
+def beat_state_file(host: str) -> Path:
+    return run_dir() / f"beat-{host}.json"
 
 
 def celerybeat_schedule_file() -> Path:

@@ -58,13 +58,47 @@ ZOMBIE_WAIT_S = 3.0
 # -- up -----------------------------------------------------------------------
 
 
+def external_services_check() -> None:
+    """`--no-embedded` runs against an external database and Redis only."""
+    missing = [
+        name
+        for name, value in (
+            ("DATABASE_URL", settings.DATABASE_URL),
+            ("DISPATCH_REDIS_URL", settings.DISPATCH_REDIS_URL),
+        )
+        if not value
+    ]
+    if missing:
+        fix = (
+            f"export {' and '.join(missing)} (e.g. DATABASE_URL=postgres://... "
+            "DISPATCH_REDIS_URL=redis://...), or drop --no-embedded for the "
+            "one-machine stack"
+        )
+        raise ValidationError(
+            f"--no-embedded needs an external database and Redis, but "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            f"not set; {fix}",
+            hint=fix,
+            data={"field": "--no-embedded", "missing": missing},
+        )
+
+
 def stack_up(
-    *, port: int, foreground: bool, timeout: float = STARTUP_TIMEOUT_S
+    *,
+    port: int,
+    foreground: bool,
+    timeout: float = STARTUP_TIMEOUT_S,
+    components: tuple[str, ...] | None = None,
+    host: str | None = None,
 ) -> dict[str, Any]:
     """Start the stack (or find it running) and return once every part is ready.
 
-    With `foreground`, this process becomes the supervisor and never returns.
+    `components` None is the embedded stack; otherwise only those run, against
+    DATABASE_URL and DISPATCH_REDIS_URL. With `foreground`, this process
+    becomes the supervisor and never returns.
     """
+    if components is not None:
+        external_services_check()
     # Before anything is created: the supervisor and its children inherit
     # the umask, so the database, logs and sockets are owner-only too.
     home.owner_only_umask()
@@ -75,17 +109,26 @@ def stack_up(
     with _up_lock():
         pid = running_supervisor_pid()
         if pid is not None:
-            return up_result("already_running", pid=pid, state=read_state())
+            state = read_state()
+            _same_components_check(state, components=components, host=host)
+            return up_result("already_running", pid=pid, state=state)
         _reap_stale()
-        port = preflight(port=port)
-        migrate_database()
-        argv = supervise_argv(port=port, startup_timeout=timeout, foreground=foreground)
+        port = preflight(port=port, components=components)
+        if components is None or "web" in components:
+            # One place migrates: the web part, which every install runs.
+            migrate_database()
+        argv = supervise_argv(
+            port=port,
+            startup_timeout=timeout,
+            foreground=foreground,
+            components=components,
+        )
         if foreground:
             sys.stdout.flush()
             sys.stderr.flush()
             # exec keeps the pid (for systemd and the like) and gives the
             # process the `supervise --home` cmdline that `down` checks for.
-            os.execve(argv[0], argv, _supervisor_env())
+            os.execve(argv[0], argv, _supervisor_env(host=host))
         began = time.monotonic()
         log = home.log_file("supervisor")
         with log.open("ab") as handle:
@@ -95,7 +138,7 @@ def stack_up(
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
-                env=_supervisor_env(),
+                env=_supervisor_env(host=host),
                 cwd=home.home_dir(),
                 start_new_session=True,
             )
@@ -104,7 +147,34 @@ def stack_up(
         return result
 
 
-def preflight(*, port: int) -> int:
+def _same_components_check(
+    state: dict[str, Any] | None,
+    *,
+    components: tuple[str, ...] | None,
+    host: str | None,
+) -> None:
+    """A running supervisor only answers for an `up` asking the same thing."""
+    state = state or {}
+    running = [name for name in (state.get("components") or {}) if name != "redis"]
+    if components is None:
+        same = bool(state.get("embedded", True))
+    else:
+        same = not state.get("embedded", True) and set(components) == set(running)
+    if same and (host is None or host == state.get("host")):
+        return
+    fix = (
+        "give each `dispatch up` its own DISPATCH_HOME (they share the "
+        "database through DATABASE_URL), or `dispatch down` this one first"
+    )
+    raise ValidationError(
+        f"DISPATCH_HOME {home.home_dir()} already runs "
+        f"{', '.join(running) or 'nothing'} for host {state.get('host')!r}; {fix}",
+        hint=fix,
+        data={"running": running, "host": state.get("host")},
+    )
+
+
+def preflight(*, port: int, components: tuple[str, ...] | None = None) -> int:
     """Check everything `up` needs before spawning; return the port to use.
 
     Each failure is one typed error whose message names the fix.
@@ -113,8 +183,9 @@ def preflight(*, port: int) -> int:
     from lanes.appserver.binary import preflight_config, resolve_codex_argv
 
     load_policy()
-    resolve_codex_argv(settings.DISPATCH_CODEX_BIN)
-    preflight_config(settings.DISPATCH_CODEX_BIN, dict(os.environ))
+    if components is None or "worker" in components:
+        resolve_codex_argv(settings.DISPATCH_CODEX_BIN)
+        preflight_config(settings.DISPATCH_CODEX_BIN, dict(os.environ))
     if settings.DISPATCH_REDIS_PRIVATE:
         find_redis_server()
         check_socket_path(home.redis_socket_path())
@@ -123,6 +194,8 @@ def preflight(*, port: int) -> int:
         raise ValidationError(
             f"Redis at {settings.DISPATCH_REDIS_URL} is unreachable; {fix}", hint=fix
         )
+    if components is not None and "web" not in components:
+        return port  # nothing listens
     return resolve_port(port)
 
 
@@ -224,9 +297,11 @@ def _up_lock() -> Iterator[None]:
         os.close(fd)
 
 
-def _supervisor_env() -> dict[str, str]:
+def _supervisor_env(*, host: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["DISPATCH_HOME"] = str(home.home_dir())
+    if host:
+        env["DISPATCH_HOST"] = host
     env.setdefault("DJANGO_SETTINGS_MODULE", "dispatchsite.settings")
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -27,6 +27,10 @@ class StatusOut(OpOutput):
     triggers: int
     triggers_enabled: int
     daemon: dict[str, Any]
+    hosts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="each host: live, lease_age_s, app_server_version, lane counts",
+    )
 
 
 @define_op(
@@ -46,12 +50,15 @@ def status(data: NoInput, origin: Origin) -> dict[str, Any]:
 
     from dispatchsite.runtime.status import stack_status
     from lanes.models import Lane
+    from lanes.services.hosts import hosts_overview
     from triggers.models import Trigger
 
     counts = {value: 0 for value in Lane.Status.values}
     daemon = stack_status()
     triggers = {True: 0, False: 0}
+    hosts: list[dict[str, Any]] = []
     try:
+        hosts = hosts_overview()
         for value in Lane.objects.values_list("status", flat=True):
             counts[value] = counts.get(value, 0) + 1
         for enabled in Trigger.objects.values_list("enabled", flat=True):
@@ -71,6 +78,7 @@ def status(data: NoInput, origin: Origin) -> dict[str, Any]:
         "triggers": triggers[True] + triggers[False],
         "triggers_enabled": triggers[True],
         "daemon": daemon,
+        "hosts": hosts,
     }
 
 

@@ -1,8 +1,11 @@
 """The stack's children: how each is started and how we know it is ready.
 
 Components, in start order: redis (only when private), web (daphne), worker
-(the app-server owner) and celery (worker with embedded beat). The
-supervisor (supervisor.py) runs these specs; nothing here starts a process.
+(the app-server owner) and celery (worker with embedded beat). With
+`up --no-embedded` only the components asked for run, against an external
+database and Redis, and beat is its own process so exactly one machine runs
+it. The supervisor (supervisor.py) runs these specs; nothing here starts a
+process.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ STATUS_STARTING = "starting"
 STATUS_UP = "up"
 STATUS_DOWN = "down"
 
+# What `up --no-embedded` may run; the embedded stack runs all of them, with
+# beat inside the celery worker.
+COMPONENTS = ("web", "worker", "celery", "beat")
+
 
 def dispatch_argv(*words: str) -> list[str]:
     """How children and the detached supervisor run the dispatch CLI."""
@@ -43,7 +50,11 @@ def dispatch_argv(*words: str) -> list[str]:
 
 
 def supervise_argv(
-    *, port: int, startup_timeout: float = STARTUP_TIMEOUT_S, foreground: bool = False
+    *,
+    port: int,
+    startup_timeout: float = STARTUP_TIMEOUT_S,
+    foreground: bool = False,
+    components: tuple[str, ...] | None = None,
 ) -> list[str]:
     # --home is how `down` tells our supervisor from any other process that
     # happens to hold the pid in the pidfile. supervisor.py's own entry point
@@ -63,6 +74,8 @@ def supervise_argv(
     ]
     if foreground:
         argv.append("--foreground")
+    if components is not None:
+        argv += ["--components", ",".join(components)]
     return argv
 
 
@@ -164,6 +177,70 @@ def _celery_probe(host: str) -> Callable[[Child], bool]:
     return probe
 
 
+def _beat_probe(host: str) -> Callable[[Child], bool]:
+    path = home.beat_state_file(host)
+
+    def probe(child: Child) -> bool:
+        # Written from celery's beat_init hook (beat_process.py).
+        data = home.read_json(path)
+        return bool(data and data.get("pid") == child.pid and data.get("ready_at"))
+
+    return probe
+
+
+def celery_argv(*, host: str, embedded_beat: bool) -> list[str]:
+    """A celery worker; with `embedded_beat` it also schedules (-B)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        # Broker and result backend come from settings (CELERY_*).
+        "-A",
+        "dispatchsite.celery",
+        "worker",
+    ]
+    if embedded_beat:
+        argv += [
+            "-B",
+            # Settings name it too; explicit here so a stale env can't swap
+            # in the file-based scheduler and fork the trigger schedule.
+            "--scheduler",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+            "-s",
+            str(home.celerybeat_schedule_file()),
+        ]
+    return [
+        *argv,
+        "--pool=solo",
+        "--concurrency=1",
+        "--loglevel=WARNING",
+        "--hostname",
+        f"dispatch@{host}",
+        "--without-mingle",
+        "--without-gossip",
+        # Connects the worker_ready hook that the probe waits for.
+        "--include",
+        "dispatchsite.runtime.celery_ready",
+    ]
+
+
+def beat_argv() -> list[str]:
+    """celery beat on its own (`up --no-embedded --beat`)."""
+    return [
+        sys.executable,
+        "-m",
+        "dispatchsite.runtime.beat_process",
+        "-A",
+        "dispatchsite.celery",
+        "beat",
+        "--loglevel=WARNING",
+        "--scheduler",
+        "django_celery_beat.schedulers:DatabaseScheduler",
+        "-s",
+        str(home.celerybeat_schedule_file()),
+    ]
+
+
 def web_argv(
     *, port: int, ping_interval: int | None = None, ping_timeout: int | None = None
 ) -> list[str]:
@@ -177,7 +254,15 @@ def web_argv(
     return [*argv, "dispatchsite.asgi:application"]
 
 
-def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
+def build_children(
+    *,
+    port: int,
+    host: str,
+    private_redis: bool,
+    components: tuple[str, ...] | None = None,
+) -> list[Child]:
+    """The children to run; `components` None is the embedded stack."""
+    wanted = COMPONENTS if components is None else components
     children = []
     after: tuple[str, ...] = ()
     if private_redis:
@@ -186,47 +271,33 @@ def build_children(*, port: int, host: str, private_redis: bool) -> list[Child]:
         )
         children.append(Child(name="redis", argv=argv, probe=_probe_redis))
         after = ("redis",)
-    web = web_argv(
-        port=port,
-        ping_interval=settings.DISPATCH_WS_PING_INTERVAL,
-        ping_timeout=settings.DISPATCH_WS_PING_TIMEOUT,
-    )
-    celery = [
-        sys.executable,
-        "-m",
-        "celery",
-        # Broker and result backend come from settings (CELERY_*).
-        "-A",
-        "dispatchsite.celery",
-        "worker",
-        "-B",
-        "--pool=solo",
-        "--concurrency=1",
-        "--loglevel=WARNING",
-        "--hostname",
-        f"dispatch@{host}",
-        # Settings name it too; explicit here so a stale env can't swap in
-        # the file-based scheduler and fork the trigger schedule.
-        "--scheduler",
-        "django_celery_beat.schedulers:DatabaseScheduler",
-        "-s",
-        str(home.celerybeat_schedule_file()),
-        "--without-mingle",
-        "--without-gossip",
-        # Connects the worker_ready hook that the probe waits for.
-        "--include",
-        "dispatchsite.runtime.celery_ready",
-    ]
-    children += [
-        Child(name="web", argv=web, probe=_web_probe(port), after=after),
-        Child(
-            name="worker",
-            argv=dispatch_argv("worker", "--host", host),
-            probe=_worker_probe(host),
-            after=after,
-        ),
-        Child(name="celery", argv=celery, probe=_celery_probe(host), after=after),
-    ]
+    if "web" in wanted:
+        web = web_argv(
+            port=port,
+            ping_interval=settings.DISPATCH_WS_PING_INTERVAL,
+            ping_timeout=settings.DISPATCH_WS_PING_TIMEOUT,
+        )
+        children.append(
+            Child(name="web", argv=web, probe=_web_probe(port), after=after)
+        )
+    if "worker" in wanted:
+        children.append(
+            Child(
+                name="worker",
+                argv=dispatch_argv("worker", "--host", host),
+                probe=_worker_probe(host),
+                after=after,
+            )
+        )
+    if "celery" in wanted:
+        celery = celery_argv(host=host, embedded_beat=components is None)
+        children.append(
+            Child(name="celery", argv=celery, probe=_celery_probe(host), after=after)
+        )
+    if "beat" in wanted and components is not None:
+        children.append(
+            Child(name="beat", argv=beat_argv(), probe=_beat_probe(host), after=after)
+        )
     for child in children:
         child.log = home.log_file(child.name)
     return children

@@ -73,8 +73,11 @@ class Supervisor:
         startup_timeout: float = STARTUP_TIMEOUT_S,
         on_ready: Callable[[dict[str, Any]], None] | None = None,
         out: TextIO | None = None,
+        components: tuple[str, ...] | None = None,
     ) -> None:
         self.port = port
+        # None: the embedded stack (everything, beat inside celery).
+        self.components = components
         self.host: str = settings.DISPATCH_HOST
         self.private_redis: bool = settings.DISPATCH_REDIS_PRIVATE
         self.url = f"http://127.0.0.1:{port}"
@@ -82,7 +85,10 @@ class Supervisor:
         self.on_ready = on_ready
         self.out = out or sys.stderr
         self.children = build_children(
-            port=port, host=self.host, private_redis=self.private_redis
+            port=port,
+            host=self.host,
+            private_redis=self.private_redis,
+            components=components,
         )
         self.phase = "starting"
         self.failure: dict[str, Any] | None = None
@@ -317,7 +323,7 @@ class Supervisor:
             record = self.app_server
             stop_verified(record["pid"], record.get("pid_start"), grace=STOP_GRACE_S)
             self.app_server = None
-        for name in ("worker", "celery"):
+        for name in ("worker", "celery", "beat"):
             self._forget_ready_file(name, None)
         if self.private_redis:
             home.unlink_quietly(home.redis_socket_path())
@@ -373,6 +379,7 @@ class Supervisor:
         path = {
             "worker": home.worker_state_file(self.host),
             "celery": home.celery_state_file(self.host),
+            "beat": home.beat_state_file(self.host),
         }.get(name)
         data = home.read_json(path) if path else None
         if path and data and (data.get("pid") == pid or not pid_alive(data.get("pid"))):
@@ -393,7 +400,8 @@ class Supervisor:
             "home": str(home.home_dir()),
             "host": self.host,
             "port": self.port,
-            "url": self.url,
+            "url": self.url if any(c.name == "web" for c in self.children) else None,
+            "embedded": self.components is None,
             "redis_url": settings.REDIS_URL,
             "redis_private": self.private_redis,
             "phase": self.phase,
@@ -424,6 +432,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the `up` result on stdout once every component is ready",
     )
+    parser.add_argument(
+        "--components",
+        type=lambda raw: tuple(raw.split(",")),
+        default=None,
+        help="comma-separated components (`up --no-embedded`); default: all",
+    )
 
 
 def run_supervisor(args: argparse.Namespace) -> None:
@@ -444,6 +458,7 @@ def run_supervisor(args: argparse.Namespace) -> None:
         port=args.port,
         startup_timeout=args.startup_timeout,
         on_ready=announce if args.foreground else None,
+        components=args.components,
     ).run()
 
 

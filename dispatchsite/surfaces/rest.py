@@ -62,8 +62,9 @@ class HealthOut(Schema):
     version: str
 
 
-# 413: a body over DATA_UPLOAD_MAX_MEMORY_SIZE (dispatchsite.surfaces.api).
-ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 500, 501, 502)
+# 413: a body over DATA_UPLOAD_MAX_MEMORY_SIZE (dispatchsite.surfaces.api);
+# 503: the lane's host has no worker (HostUnavailableError).
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 500, 501, 502, 503)
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:

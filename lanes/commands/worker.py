@@ -15,10 +15,13 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
 
 @register_command(
     "worker",
-    help="run the app-server worker (started by `dispatch up`)",
+    help="run the app-server worker for --host in the foreground "
+    "(`dispatch up` starts one too)",
     configure=configure_worker,
 )
 def worker(args: argparse.Namespace) -> None:
+    from lanes.services.hosts import host_name_check
     from lanes.worker.daemon import run_worker
 
-    run_worker(host=args.host or settings.DISPATCH_HOST)
+    # In the foreground until SIGTERM; `up --worker` runs this same command.
+    run_worker(host=host_name_check(args.host or settings.DISPATCH_HOST))

@@ -57,8 +57,17 @@ def journal_page(
 
 
 def frame_text(frame: dict[str, Any]) -> str:
-    """A websocket frame as sent: one line of JSON."""
+    """A frame encoded once, as it goes inside every websocket message."""
     return json.dumps(frame, default=str)
+
+
+def events_document(texts: list[str]) -> str:
+    """One websocket message: `{"events": [...]}` around encoded frames.
+
+    Joining the texts keeps the message one JSON document (what a client's
+    `JSON.parse(message)` expects) without decoding any frame again.
+    """
+    return '{"events":[' + ",".join(texts) + "]}"
 
 
 def journal_frame_texts(

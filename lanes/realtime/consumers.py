@@ -12,9 +12,10 @@ its lanes the batch touched. `after` defaults to 0 (the whole journal);
 (a lane named twice keeps its first).
 
 Every frame is one journal row (`LaneEvent.as_frame`, which names its
-`thread_id`), sent exactly once and in seq order per lane. A websocket
-message carries one or more frames, one JSON object per line (frames ready
-together go out together). Auth: `Authorization: Bearer <token>`,
+`thread_id`), sent exactly once and in seq order per lane. Every websocket
+message is one JSON document, `{"events": [<frame>, ...]}` with one or more
+frames (frames ready together go out together), whether live, replayed or
+refilled from the journal. Auth: `Authorization: Bearer <token>`,
 `?token=`, or the session of a logged-in staff user on a same-origin page
 (the admin live page). A lane-scoped token (`token create --lane`) may only
 follow its own lanes: a socket naming any other lane, on either path, is
@@ -48,7 +49,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from dispatchsite.core.errors import DispatchError
-from lanes.journal.reader import STREAM_MAX_LANES, journal_frame_texts, journal_last_seq
+from lanes.journal.reader import (
+    STREAM_MAX_LANES,
+    events_document,
+    journal_frame_texts,
+    journal_last_seq,
+)
 from lanes.realtime.hub import db, lane_hub
 from lanes.selectors import find_lane
 from lanes.tokens import TokenScope, bearer_from_headers, token_user
@@ -321,13 +327,15 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
             self.cursors[thread_id] = upto
 
     async def send_texts(self, texts: list[str], advanced: dict[str, int]) -> None:
-        """One websocket message for every frame ready now, one per line.
+        """One websocket message, one JSON document, for every frame ready now.
 
         Per-message costs (framing, the server's write, the client's read)
-        dominate at high rates; a batch pays them once.
+        dominate at high rates; a batch pays them once. The frames were
+        encoded once by the worker (or the journal reader): they are joined
+        into the envelope, never decoded and encoded again per socket.
         """
         if texts:
-            await self.send(text_data="\n".join(texts))
+            await self.send(text_data=events_document(texts))
             self.cursors.update(advanced)
 
 

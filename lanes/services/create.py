@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-
 from dispatchsite.core.errors import DispatchError, ValidationError
 from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import THREAD_NAME_SET
@@ -15,6 +13,7 @@ from lanes.models import Lane
 from lanes.services.appserver import rpc
 from lanes.services.audit import audit_failures, audit_record
 from lanes.services.goals import goal_set_remote
+from lanes.services.hosts import host_choose
 from lanes.services.messages import lane_turn_start
 from lanes.services.registration import lane_register, lane_title_free
 from lanes.services.validation import clean_name, thread_settings_check
@@ -42,6 +41,7 @@ def lane_create(
     thread_extra: dict[str, Any] | None = None,
     before_first_turn: Callable[[Lane], None] | None = None,
     approvals: str | None = None,
+    host: str | None = None,
 ) -> dict[str, Any]:
     """Start a thread, register it as an owned lane, set its goal, send its text."""
     if text is not None and text.lstrip().startswith("/goal") and goal is None:
@@ -54,7 +54,7 @@ def lane_create(
         raise ValidationError("--goal must not be empty", hint="pass an objective")
     name = clean_name(name)
     lane_title_free(title=name)
-    host = settings.DISPATCH_HOST
+    host = host_choose(host)
     cwd = (
         thread_settings_check(
             host=host,

@@ -48,6 +48,7 @@ from lanes.worker.queue import (
     queued_message_mark_failed,
     queued_message_mark_sent,
 )
+from lanes.worker.rpc_queue import RpcInbox
 
 log = logging.getLogger("dispatch.worker")
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class Worker:
         self.lost_reason = RESTART_REASON
         # Answers the app-server's requests; holds approvals for a person.
         self.requests = ServerRequestDesk(host=host, inbox=self.inbox)
+        self.rpc = RpcInbox(host)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -103,6 +105,7 @@ class Worker:
             asyncio.create_task(self.journal_loop()),
             asyncio.create_task(self.command_loop()),
             asyncio.create_task(self.heartbeat_loop()),
+            asyncio.create_task(self.rpc_loop()),
         ]
         await self.stopping.wait()
         for task in background[2:]:
@@ -112,6 +115,7 @@ class Worker:
         await background[0]
         await self.flush_journal()
         background[1].cancel()
+        await self.rpc.close()
         await db(recovery.worker_lease_release)(host=self.host, pid=os.getpid())
         worker_state_file(self.host).unlink(missing_ok=True)
 
@@ -387,19 +391,32 @@ class Worker:
                 continue
             self.spawn(self.handle_command(message))
 
+    async def rpc_loop(self) -> None:
+        """Serve request/reply commands (lanes.worker.rpc_queue), each at once."""
+        while True:
+            try:
+                message = await self.rpc.receive()
+            except Exception as exc:  # redis restarting: retry shortly
+                log.warning("rpc receive failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if message is not None:
+                self.spawn(self.answer(message))
+
+    async def answer(self, message: dict[str, Any]) -> None:
+        reply = await self.run_command(message)
+        try:
+            await self.rpc.reply(message["reply_key"], reply)
+        except Exception as exc:  # the caller times out and says so
+            log.warning("rpc reply failed: %s", exc)
+
     async def handle_command(self, message: dict[str, Any]) -> None:
+        """Wake-ups on the channel layer: losing one is harmless."""
         kind = message.get("type")
         if kind == "appserver.drain":
             await self.drain_lane(message["thread_id"])
-            return
-        if kind == "appserver.answered":
+        elif kind == "appserver.answered":
             self.requests.wake(message.get("pk"))
-            return
-        reply_to = message.get("reply_to")
-        if not reply_to:
-            return
-        reply = await self.run_command(message)
-        await get_channel_layer().send(reply_to, reply)
 
     async def run_command(self, message: dict[str, Any]) -> dict[str, Any]:
         timeout = float(message.get("timeout") or settings.DISPATCH_RPC_TIMEOUT)

@@ -1,14 +1,14 @@
 """Request/reply to the worker that owns a host's app-server.
 
-Only the worker talks to `codex app-server`. Everyone else sends a command on
-the channel layer (`dispatch.appserver.<host>`) with a private reply channel
-and waits with a timeout. The channel layer is at-most-once, so anything
+Only the worker talks to `codex app-server`. Everyone else pushes a command
+on the host's Redis list (lanes.worker.rpc_queue) with a private reply list
+and waits with a timeout; wake-ups (`notify_worker`) use the channel layer
+(`dispatch.appserver.<host>`). The channel layer is at-most-once, so anything
 that must not be lost is written to the DB before the wake-up is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +19,7 @@ from django.conf import settings
 
 from dispatchsite.core.errors import (
     AppServerError,
+    HostUnavailableError,
     LaneBusyError,
     NotFoundError,
     ValidationError,
@@ -30,6 +31,7 @@ from lanes.appserver.protocol import (
     is_unknown_method_error,
     is_unsteerable_turn_error,
 )
+from lanes.worker.rpc_queue import rpc_call
 
 # channels, channels_redis and redis are imported inside the functions that
 # talk to the worker: read-only CLI calls never pay for them.
@@ -122,35 +124,36 @@ def require_worker(host: str) -> None:
     lease = WorkerLease.objects.filter(host=host).first()
     if lease is None or not lease.is_fresh():
         _lease_checked_until.pop(host, None)
-        raise AppServerError(
-            f"no dispatch worker is running for host {host!r}", hint=DAEMON_HINT
+        # At once, without sending: nobody would read the command channel.
+        raise HostUnavailableError(
+            f"no dispatch worker is running for host {host!r}",
+            hint=f"{DAEMON_HINT}; on another machine: `dispatch worker --host "
+            f"{host}`; or move the lane: `dispatch lane move <lane> --host NAME`",
+            data={"host": host},
         )
     _lease_checked_until[host] = time.monotonic() + LEASE_RECHECK_SECONDS
 
 
-async def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    reply_to = await layer.new_channel()
-    await layer.send(command_channel(host), {**message, "reply_to": reply_to})
-    try:
-        return await asyncio.wait_for(layer.receive(reply_to), timeout)
-    except TimeoutError:
+def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
+    # Plain Redis lists, waited on in this thread (lanes.worker.rpc_queue):
+    # the channel layer's request/reply cost several round trips and two
+    # hops through the event loop per call.
+    reply = rpc_call(host, message, timeout)
+    if reply is None:
         raise AppServerError(
             f"the worker for host {host!r} did not answer {message.get('method')} "
             f"within {timeout:g} s",
             hint=DAEMON_HINT,
-        ) from None
+        )
+    return reply
 
 
 def call_worker(host: str, message: dict[str, Any], *, timeout: float) -> Any:
-    from asgiref.sync import async_to_sync
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     require_worker(host)
     try:
-        reply = async_to_sync(_round_trip)(host, message, timeout)
+        reply = _round_trip(host, message, timeout)
     except (RedisConnectionError, OSError) as exc:
         raise AppServerError(
             f"cannot reach the dispatch channel layer: {exc}", hint=DAEMON_HINT

@@ -166,17 +166,17 @@ def test_it_maps_service_errors_to_their_http_status(api: Client) -> None:
     assert error["exit_status"] == 7
 
 
-def test_it_reports_a_missing_worker_as_502(api: Client, alpha: Lane) -> None:
+def test_it_reports_a_missing_worker_as_503(api: Client, alpha: Lane) -> None:
     error = assert_error(
         api.post(
             f"/api/v1/lanes/{alpha.ref}/send",
             {"text": "hi"},
             content_type="application/json",
         ),
-        502,
-        "app_server",
+        503,
+        "host_unavailable",
     )
-    assert error["exit_status"] == 8
+    assert error["exit_status"] == 10
     assert "dispatch up" in error["hint"]
 
 

@@ -55,6 +55,9 @@ def test_it_versions_saved_packets_and_lanes_keep_their_version(
     assert shown["files"][0]["text"] == "v1 prompt"
     status, _, err = cli(capsys, "packet", "show", "nope")
     assert status == 4
+    # A version too long for int() is no version, not a crash.
+    status, _, err = cli(capsys, "packet", "show", "review@v" + "9" * 5000)
+    assert status == 4 and "no saved packet" in err["message"]
     status, _, err = cli(
         capsys, "new", "--name", "x", "--cwd", str(tmp_path), "--packet", "nope"
     )

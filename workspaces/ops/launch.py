@@ -63,6 +63,12 @@ class NewIn(OpInput):
         description="how this lane's approval requests are answered "
         "(default: [policy] approvals); hold waits for `request respond`",
     )
+    host: str | None = Field(
+        None,
+        max_length=100,
+        description="host whose worker runs the lane (default: the least "
+        "loaded live host)",
+    )
     # -- launch inputs (workspaces) --
     preset: list[str] | None = Field(
         None,
@@ -210,6 +216,7 @@ def new(data: NewIn, origin: Origin) -> dict[str, Any]:
             thread_extra=launch.thread_extra(),
             before_first_turn=launch.record,
             approvals=data.approvals,
+            host=data.host,
             origin=origin,
         )
     return {

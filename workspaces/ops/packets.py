@@ -125,11 +125,7 @@ class ShowIn(OpInput):
     mcp_action="packet_show",
 )
 def show(data: ShowIn, origin: Origin) -> dict[str, Any]:
-    name, _, version = data.name.partition("@v")
-    found = Packet.objects.exclude(name="").filter(name=name)
-    if version:
-        found = found.filter(version=int(version) if version.isdigit() else -1)
-    packet = found.order_by("-version").first()
+    packet = Packet.objects.saved(data.name)
     if packet is None:
         raise NotFoundError(
             f"no saved packet {data.name!r}", hint="see `dispatch packet list`"

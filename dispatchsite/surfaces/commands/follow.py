@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from dispatchsite.core.commands import register_command
 from dispatchsite.core.errors import (
+    AuthorityError,
     DispatchError,
     NotFoundError,
     ValidationError,
@@ -62,23 +63,46 @@ def events_url(base_url: str, cursors: list[tuple[str, str]]) -> str:
     return urlunsplit((scheme, parts.netloc, path, query, ""))
 
 
-def close_error(code: int | None, lanes: list[str]) -> DispatchError | None:
-    """The error a refusing close code stands for; None to reconnect."""
+def close_error(
+    code: int | None, lanes: list[str], reason: str = ""
+) -> DispatchError | None:
+    """The error a refusing close code stands for; None to reconnect.
+
+    The daemon sends a reason beside each code; it is quoted with the code
+    so the message says why without a table of codes.
+    """
     named = ", ".join(repr(lane) for lane in lanes)
+    said = f" (close {code}: {reason})" if reason else f" (close {code})"
     if code == 4404:
         return NotFoundError(
-            f"no managed lane matches {named}"
-            if len(lanes) == 1
-            else f"one of {named} matches no managed lane",
+            (
+                f"no managed lane matches {named}"
+                if len(lanes) == 1
+                else f"one of {named} matches no managed lane"
+            )
+            + said,
             hint="see `dispatch list`",
         )
     if code == 4400:
-        return ValidationError(f"the daemon refused to watch {named} (bad request)")
+        return ValidationError(f"the daemon refused to watch {named}{said}")
+    if code == 4403:
+        return AuthorityError(
+            f"this token may not follow {named}{said}",
+            hint="use a token whose lanes include them "
+            "(`dispatch token create NAME --lane LANE`)",
+        )
     if code == 4401:
         from dispatchsite.surfaces.auth import unauthorized
 
-        return unauthorized()
+        refused = unauthorized()
+        refused.message += said
+        return refused
     return None
+
+
+def events_of(raw: str | bytes) -> list[dict[str, Any]]:
+    """The frames of one websocket message: one `{"events": [...]}` document."""
+    return list(json.loads(raw)["events"])
 
 
 class Follower:
@@ -138,20 +162,29 @@ class Follower:
             )
             try:
                 self.stream(url)
-                code = None
+                code, reason = None, ""
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
+                reason = exc.rcvd.reason if exc.rcvd is not None else ""
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 if not self.streamed:
                     raise DispatchError(
                         f"cannot reach dispatch at {self.base_url}: {exc}", hint=UP_FIX
                     ) from None
-                code = None
-            error = close_error(code, self.lanes)
+                code, reason = None, ""
+            error = close_error(code, self.lanes, reason)
             if error is not None:
                 if code == 4401 and self.renew_token():
                     continue
                 raise error
+            if code is not None:
+                # stdout carries only frames; say on stderr why it reconnects.
+                print(
+                    f"dispatch: stream closed ({code}"
+                    + (f": {reason}" if reason else "")
+                    + "); reconnecting",
+                    file=sys.stderr,
+                )
             time.sleep(backoff)
             backoff = min(backoff * 2, RETRY_MAX_S)
 
@@ -167,8 +200,7 @@ class Follower:
             proxy=None,
         ) as socket:
             for raw in socket:
-                for line in str(raw).splitlines():
-                    frame = json.loads(line)
+                for frame in events_of(raw):
                     self.out.write(json.dumps(frame, ensure_ascii=False) + "\n")
                     self.cursors[frame["thread_id"]] = frame["seq"]
                 self.out.flush()

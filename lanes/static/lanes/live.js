@@ -447,10 +447,9 @@
       setConn("live", "live");
     };
     socket.onmessage = function (event) {
-      // One or more frames per message, one JSON object per line.
+      // One JSON document per message: {"events": [frame, ...]}.
       const follow = nearBottom();
-      for (const line of event.data.split("\n")) {
-        const frame = JSON.parse(line);
+      for (const frame of JSON.parse(event.data).events) {
         if (frame.seq <= lastSeq) continue;
         try {
           render(frame);

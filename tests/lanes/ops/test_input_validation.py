@@ -54,7 +54,7 @@ class Worker:
 def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
     scripted = Worker()
 
-    async def round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
+    def round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
         method, params = message["method"], message["params"]
         scripted.calls.append((method, params))
         handler = scripted.handlers.get(method)

@@ -24,6 +24,7 @@ from lanes.services import lane_register
 from lanes.tokens import api_token_create
 from lanes.worker import daemon as worker
 from tests.support.stack import FRAME_KEYS
+from tests.support.ws import events_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -116,11 +117,11 @@ LEFTOVER: dict[int, list[dict[str, Any]]] = {}
 async def receive_frames(
     communicator: WebsocketCommunicator, count: int
 ) -> list[dict[str, Any]]:
-    """The next `count` frames; a message carries one or more, one per line."""
+    """The next `count` frames; a message is one `{"events": [...]}` document."""
     frames = LEFTOVER.pop(id(communicator), [])
     while len(frames) < count:
         text = await communicator.receive_from(timeout=3)
-        frames.extend(json.loads(line) for line in text.splitlines())
+        frames.extend(events_of(text))
     if frames[count:]:
         LEFTOVER[id(communicator)] = frames[count:]
     return frames[:count]
@@ -250,7 +251,7 @@ async def test_it_bounds_the_buffer_of_a_slow_client(
 
     async def slow_send(text_data: str) -> None:
         await asyncio.sleep(0.005)  # a client that reads slowly
-        sent.extend(json.loads(line)["seq"] for line in text_data.splitlines())
+        sent.extend(f["seq"] for f in events_of(text_data))
 
     consumer.send = slow_send  # type: ignore[method-assign,assignment]
     pump = asyncio.create_task(consumer.pump())
@@ -298,9 +299,11 @@ async def test_it_streams_many_lanes_over_one_socket(
     ours = await journal.record("c")
     theirs = await journal.record("y", "z", thread_id=BETA)
     await journal.worker.publish(ours.frames + theirs.frames)
-    # One batch touching both lanes arrives as one message.
+    # One batch touching both lanes arrives as one message, one document.
     text = await socket.receive_from(timeout=3)
-    frames = [json.loads(line) for line in text.splitlines()]
+    document = json.loads(text)
+    assert list(document) == ["events"]
+    frames = document["events"]
     assert all(set(f) == FRAME_KEYS for f in frames)
     assert [(f["thread_id"], f["seq"]) for f in frames] == [
         (THREAD, 3),

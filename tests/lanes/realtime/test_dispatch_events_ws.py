@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from lanes.services import lane_register
 from lanes.tokens import api_token_create
 from lanes.worker import daemon as worker
 from tests.support.stack import FRAME_KEYS
+from tests.support.ws import events_of
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +48,7 @@ async def frames(
     got: list[dict[str, Any]] = []
     while len(got) < count:
         text = await socket.receive_from(timeout=timeout)
-        got.extend(json.loads(line) for line in text.splitlines())
+        got.extend(events_of(text))
     return got
 
 

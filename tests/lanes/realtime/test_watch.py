@@ -28,12 +28,13 @@ from django.test import Client
 from dispatchsite.core.origin import Origin
 from dispatchsite.core.registry import execute
 from dispatchsite.surfaces.cli import main as cli_main
-from dispatchsite.surfaces.commands.follow import events_url
+from dispatchsite.surfaces.commands.follow import close_error, events_url
 from lanes.journal.writer import SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
 from tests.support.stack import FRAME_KEYS, REPO, Stack, pid_alive, wait_for
+from tests.support.ws import events_of
 
 SLOW = "[[slow:0.3]]"  # 20 deltas 0.3 s apart, on either backend
 
@@ -161,6 +162,17 @@ def test_it_builds_one_stream_url_for_one_or_many_lanes() -> None:
     )
 
 
+def test_it_names_the_close_reason_beside_the_code_when_refused() -> None:
+    scoped = close_error(4403, ["@beta"], "a lane is outside this token's scope")
+    assert scoped is not None and scoped.code == "authority"
+    assert "(close 4403: a lane is outside this token's scope)" in scoped.message
+    revoked = close_error(4401, ["@alpha"], "token revoked or expired")
+    assert revoked is not None and revoked.code == "unauthorized"
+    assert "(close 4401: token revoked or expired)" in revoked.message
+    # Anything else (a restart, an internal error) reconnects.
+    assert close_error(1011, ["@alpha"], "internal error; see the web log") is None
+
+
 def test_it_rejects_sample_flags_with_follow(
     alpha: Lane, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -200,7 +212,7 @@ class Watcher:
 
         try:
             for raw in self.socket:
-                self.frames.extend(json.loads(line) for line in str(raw).splitlines())
+                self.frames.extend(events_of(raw))
         except ConnectionClosed:
             pass
 

@@ -31,8 +31,8 @@ def test_it_leaves_the_lane_alone_when_a_send_finds_no_worker(
     stack.kill("worker", signal.SIGTERM)
 
     refused = stack.cli("send", lane["ref"], "while down")
-    assert refused.status == 8, refused
-    assert refused.error["code"] == "app_server"
+    assert refused.status == 10, refused
+    assert refused.error["code"] == "host_unavailable"
     assert "dispatch up" in refused.error["hint"]
     queued = stack.cli_ok("send", lane["ref"], "queued while down", "--queue")
     assert queued["op"] == "queue" and queued["detail"].endswith("pending=1")

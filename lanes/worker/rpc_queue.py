@@ -1,0 +1,93 @@
+"""Request/reply to a host's worker over two plain Redis lists.
+
+A caller pushes `{"method", "params", "reply_key", "expires_at", ...}` onto
+`dispatch:rpc:<host>` and blocks on its own `reply_key` list; the worker
+pops the command, runs it and pushes the answer there. Each side is one
+Redis round trip (the push and its expiry are pipelined), where the channel
+layer costs four per send plus a poll of the process's shared inbox, and the
+caller waits in its own thread with no hop to an event loop.
+
+Like the channel layer, this is at-most-once: whatever must survive is in
+the DB before the command is sent. Both lists expire, and the worker drops
+a command whose caller has already given up (`expires_at`), so a command
+queued while no worker ran never starts a turn nobody waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+
+# Lists outlive a crashed reader by this much, then Redis drops them.
+KEY_TTL_SECONDS = 120
+# Hosts' clocks may differ a little: a command counts as abandoned only
+# this long after its caller's deadline.
+CLOCK_SLACK_SECONDS = 5.0
+
+
+def rpc_key(host: str) -> str:
+    return f"dispatch:rpc:{host}"
+
+
+_clients: dict[str, Any] = {}
+
+
+def sync_client() -> Any:
+    """One pooled client per process (thread-safe; views share it)."""
+    import redis
+
+    url = settings.REDIS_URL
+    client = _clients.get(url)
+    if client is None:
+        # No socket_timeout: a BLPOP waits up to the call's own timeout.
+        client = _clients[url] = redis.Redis.from_url(url, socket_timeout=None)
+    return client
+
+
+def rpc_call(host: str, message: dict[str, Any], timeout: float) -> Any:
+    """The worker's reply to `message`, or None after `timeout` seconds."""
+    reply_key = f"dispatch:reply:{uuid.uuid4().hex}"
+    command = {**message, "reply_key": reply_key, "expires_at": time.time() + timeout}
+    client = sync_client()
+    pipe = client.pipeline(transaction=False)
+    pipe.lpush(rpc_key(host), json.dumps(command))
+    pipe.expire(rpc_key(host), KEY_TTL_SECONDS)
+    pipe.execute()
+    # BLPOP counts whole seconds on old servers; round up, then enforce ours.
+    popped = client.blpop([reply_key], timeout=max(1, int(timeout + 0.999)))
+    if popped is None:
+        return None
+    return json.loads(popped[1])
+
+
+class RpcInbox:
+    """The worker's end: pop commands, push replies (redis.asyncio)."""
+
+    def __init__(self, host: str) -> None:
+        import redis.asyncio
+
+        self.key = rpc_key(host)
+        self.client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=None
+        )
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next live command; None for one whose caller gave up."""
+        _key, raw = await self.client.blpop([self.key], timeout=0)
+        command = dict(json.loads(raw))
+        if float(command.get("expires_at") or 0) + CLOCK_SLACK_SECONDS < time.time():
+            return None
+        return command
+
+    async def reply(self, reply_key: str, reply: dict[str, Any]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(reply_key, json.dumps(reply, default=str))
+        pipe.expire(reply_key, KEY_TTL_SECONDS)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        await self.client.aclose()
