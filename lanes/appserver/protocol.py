@@ -9,6 +9,7 @@ matches on it.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -112,6 +113,17 @@ def is_unknown_method_error(message: str, method: str | None = None) -> bool:
 def is_no_active_turn_error(message: str) -> bool:
     """A turn/steer or turn/interrupt came after the turn had ended."""
     return "no active turn" in message
+
+
+ACTIVE_TURN_MISMATCH = re.compile(
+    r"expected active turn id '[^']*' but found '([^']+)'"
+)
+
+
+def found_active_turn(message: str) -> str | None:
+    """The turn codex says is running, when we named another one."""
+    match = ACTIVE_TURN_MISMATCH.search(message)
+    return match.group(1) if match else None
 
 
 def is_active_turn_error(message: str) -> bool:

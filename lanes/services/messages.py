@@ -17,6 +17,7 @@ from dispatchsite.core.origin import Origin
 from lanes.appserver.protocol import (
     TURN_INTERRUPT,
     TURN_START,
+    found_active_turn,
     is_no_active_turn_error,
 )
 from lanes.journal.dispatch_events import MESSAGE_QUEUED, lane_event
@@ -248,6 +249,10 @@ def lane_queue(*, lane: Lane, text: str, origin: Origin) -> dict[str, Any]:
     }
 
 
+def turn_interrupt(lane: Lane, turn_id: str) -> None:
+    rpc(lane, TURN_INTERRUPT, {"threadId": lane.thread_id, "turnId": turn_id})
+
+
 def lane_stop(*, lane: Lane, origin: Origin) -> dict[str, Any]:
     with audit_failures(op="stop", lane=lane, origin=origin):
         lane_prepare_write(lane)
@@ -256,6 +261,15 @@ def lane_stop(*, lane: Lane, origin: Origin) -> dict[str, Any]:
             raise ValidationError(
                 f"lane {lane.ref} has no active turn to stop", hint="nothing to do"
             )
-        rpc(lane, TURN_INTERRUPT, {"threadId": lane.thread_id, "turnId": active})
+        with gateway.rpc_errors(
+            tolerate=lambda message: found_active_turn(message) is not None
+        ) as stale:
+            turn_interrupt(lane, active)
+        if stale.error is not None:
+            # An active goal starts its next turn on its own, possibly before
+            # the journal has told this lane: stop the turn that runs now.
+            active = found_active_turn(stale.error.message) or active
+            with gateway.rpc_errors():
+                turn_interrupt(lane, active)
     audit_record(op="stop", lane=lane, detail=f"interrupted {active}", origin=origin)
     return {"op": "stop", "detail": f"interrupted turn {active}", "turn_id": active}

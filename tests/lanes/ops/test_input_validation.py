@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,55 +26,14 @@ from lanes import services
 from lanes.models import AuditEntry, Lane, ModelCatalogEntry
 from lanes.tokens import api_token_create
 from lanes.worker import gateway
+from tests.support.scripted_worker import Worker, says
 
 pytestmark = pytest.mark.django_db
 CTX = Origin(surface="test")
-Handler = Callable[[dict[str, Any]], Any]
 INVALID_POLICY = (
     "Invalid request: unknown variant `bogus`, expected one of `untrusted`, "
     "`on-request`, `granular`, `never`"
 )
-
-
-class CodexSays(Exception):
-    """A JSON-RPC error answer from the scripted app-server."""
-
-
-class Worker:
-    def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def methods(self) -> list[str]:
-        return [method for method, _ in self.calls]
-
-
-@pytest.fixture
-def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
-    scripted = Worker()
-
-    def round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
-        method, params = message["method"], message["params"]
-        scripted.calls.append((method, params))
-        handler = scripted.handlers.get(method)
-        if handler is None:  # what codex 0.169 answers an unknown method
-            text = f"Invalid request: unknown variant `{method}`, expected one of x"
-            return {"ok": False, "error": {"code": -32600, "message": text}}
-        try:
-            return {"ok": True, "result": handler(params)}
-        except CodexSays as exc:
-            return {"ok": False, "error": {"code": -32600, "message": str(exc)}}
-
-    monkeypatch.setattr(gateway, "require_worker", lambda host: None)
-    monkeypatch.setattr(gateway, "_round_trip", round_trip)
-    yield scripted
-
-
-def says(text: str) -> Handler:
-    def handler(params: dict[str, Any]) -> Any:
-        raise CodexSays(text)
-
-    return handler
 
 
 @pytest.fixture
