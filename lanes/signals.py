@@ -33,3 +33,17 @@ def lane_detail_extras(lane: Any) -> dict[str, Any]:
         if isinstance(extra, dict):
             extras.update(extra)
     return extras
+
+
+# Sent by `history` with `cwds=` (a set of folders); a receiver returns
+# {cwd: facts} about each folder's git worktree. Without one, history shows
+# no worktree facts.
+worktree_facts_requested = Signal()
+
+
+def worktree_facts_for(cwds: set[str]) -> dict[str, dict[str, Any]]:
+    facts: dict[str, dict[str, Any]] = {}
+    for _receiver, found in worktree_facts_requested.send(sender=None, cwds=cwds):
+        if isinstance(found, dict):
+            facts.update(found)
+    return facts
