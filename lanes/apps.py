@@ -7,7 +7,7 @@ class LanesConfig(AppConfig):
 
     def ready(self) -> None:
         from dispatchsite.core.schedules import register_beat_entry
-        from lanes.journal.retention import JOURNAL_UPKEEP
+        from lanes.journal.upkeep import JOURNAL_UPKEEP
 
         register_beat_entry(JOURNAL_UPKEEP)
 

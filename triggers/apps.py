@@ -8,8 +8,8 @@ class TriggersConfig(AppConfig):
     def ready(self) -> None:
         from dispatchsite.core.schedules import register_beat_entry
         from lanes.signals import lane_events_journaled
+        from triggers.beat import TRIGGER_PRUNE, TRIGGER_TICK
         from triggers.events import on_events_journaled
-        from triggers.tasks import TRIGGER_PRUNE, TRIGGER_TICK
 
         register_beat_entry(TRIGGER_TICK)
         register_beat_entry(TRIGGER_PRUNE)

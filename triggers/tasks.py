@@ -11,17 +11,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from dispatchsite.core.schedules import BeatEntry
+from triggers.beat import PRUNE_TASK, TICK_TASK
 from triggers.queue import FIRE_TASK
-
-TICK_TASK = "triggers.tick"
-PRUNE_TASK = "triggers.prune"
-TRIGGER_PRUNE = BeatEntry(
-    name="dispatch: trigger firings prune", task=PRUNE_TASK, every_seconds=60 * 60
-)
-TRIGGER_TICK = BeatEntry(
-    name="dispatch: triggers tick", task=TICK_TASK, every_seconds=1
-)
 
 
 @shared_task(name=TICK_TASK, ignore_result=True)

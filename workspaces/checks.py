@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
 from django.db import IntegrityError, transaction
 
 from workspaces.models import LaneLaunch, TurnOutputCheck
@@ -38,6 +37,10 @@ def output_problem(text: str | None, schema: dict[str, Any]) -> str:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"the final message is not JSON: {exc.msg} at line {exc.lineno}"
+    # Here, not at module level: every CLI call loads this app, and
+    # jsonschema costs it ~30 ms to import.
+    import jsonschema
+
     try:
         validator_class = jsonschema.validators.validator_for(schema)
         validator = validator_class(schema)

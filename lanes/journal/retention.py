@@ -23,7 +23,7 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from dispatchsite.core.schedules import BeatEntry
+from lanes.journal.upkeep import MAINTAIN_TASK
 from lanes.models import LaneEvent
 
 DELETE_CHUNK = 2000
@@ -31,11 +31,6 @@ DELETE_CHUNK = 2000
 # (SQLite's LIKE ignores ASCII case, so both spellings match one pattern.)
 DELTA = Q(method__startswith="item/") & (
     Q(method__endswith="/delta") | Q(method__endswith="Delta")
-)
-MAINTAIN_TASK = "lanes.journal_maintain"
-# Registered by LanesConfig.ready(); `dispatch up` makes it a PeriodicTask.
-JOURNAL_UPKEEP = BeatEntry(
-    name="dispatch: journal compact + prune", task=MAINTAIN_TASK, every_seconds=15 * 60
 )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from django.conf import settings
+from django.db.models import Q
 from pydantic import BaseModel, Field
 
+from dispatchsite.core.config import load_policy
 from dispatchsite.core.errors import DispatchError
 from dispatchsite.core.origin import Origin
 from dispatchsite.core.registry import OpInput, OpOutput, define_op
@@ -73,6 +75,17 @@ def attach(data: AttachIn, origin: Origin) -> dict[str, Any]:
 
 class ListIn(OpInput):
     include_archived: bool = Field(False, description="also list archived lanes")
+    page_size: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="at most this many lanes (a page); every lane when omitted",
+    )
+    after: str | None = Field(
+        None,
+        description="the next page: lanes listed after this one (the last ref "
+        "of the previous page; lanes are in creation order)",
+    )
 
 
 class ListOut(OpOutput):
@@ -92,9 +105,19 @@ class ListOut(OpOutput):
     mcp_action="roster",
 )
 def roster(data: ListIn, origin: Origin) -> dict[str, Any]:
-    lanes = list(Lane.objects.visible(include_archived=data.include_archived))
+    rows = Lane.objects.visible(include_archived=data.include_archived)
+    if data.after is not None:
+        # Keyset paging on the model's (created_at, id) order: stable while
+        # lanes are added or change between pages.
+        anchor = resolve_lane(data.after)
+        rows = rows.filter(
+            Q(created_at__gt=anchor.created_at)
+            | Q(created_at=anchor.created_at, id__gt=anchor.id)
+        )
+    lanes = list(rows[: data.page_size] if data.page_size is not None else rows)
     states = sync_states(lanes)
-    return {"lanes": [lane_row(lane, states) for lane in lanes]}
+    policy = load_policy()  # once, not once per lane
+    return {"lanes": [lane_row(lane, states, policy) for lane in lanes]}
 
 
 class DiscoverIn(OpInput):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatchsite.core.config import Policy
 from lanes.history.sync import sync_view
 from lanes.models import Lane
 from lanes.models.index import LaneSyncState
@@ -24,5 +25,10 @@ def sync_states(lanes: list[Lane]) -> dict[str, LaneSyncState]:
     }
 
 
-def lane_row(lane: Lane, states: dict[str, LaneSyncState]) -> dict[str, Any]:
-    return {**lane_list_item(lane), "sync": sync_view(states.get(lane.thread_id), lane)}
+def lane_row(
+    lane: Lane, states: dict[str, LaneSyncState], policy: Policy | None = None
+) -> dict[str, Any]:
+    return {
+        **lane_list_item(lane, policy),
+        "sync": sync_view(states.get(lane.thread_id), lane),
+    }

@@ -54,7 +54,7 @@ def rpc_call(host: str, message: dict[str, Any], timeout: float) -> Any:
     command = {**message, "reply_key": reply_key, "expires_at": time.time() + timeout}
     client = sync_client()
     pipe = client.pipeline(transaction=False)
-    pipe.lpush(rpc_key(host), json.dumps(command))
+    pipe.rpush(rpc_key(host), json.dumps(command))  # FIFO with the BLPOP
     pipe.expire(rpc_key(host), KEY_TTL_SECONDS)
     pipe.execute()
     # BLPOP counts whole seconds on old servers; round up, then enforce ours.
@@ -77,8 +77,10 @@ class RpcInbox:
 
     async def receive(self) -> dict[str, Any] | None:
         """The next live command; None for one whose caller gave up."""
-        _key, raw = await self.client.blpop([self.key], timeout=0)
-        command = dict(json.loads(raw))
+        popped = await self.client.blpop([self.key], timeout=0)
+        if popped is None:  # only with a timeout; kept for the types
+            return None
+        command = dict(json.loads(popped[1]))
         if float(command.get("expires_at") or 0) + CLOCK_SLACK_SECONDS < time.time():
             return None
         return command

@@ -1,10 +1,10 @@
 """One beat's ticks against the shared database, for test_two_beats.
 
 `python -m tests.hosts.beat_race setup` migrates and adds a lane with an
-interval trigger; `... race START N` (beat number N) waits until the wall clock reaches START
-(so two of them tick together), then claims and runs slots 0..N the way a
-beat's tick and its fire tasks do, recording every app-server call it makes
-as a JSON line in $BEAT_RACE_CALLS.
+interval trigger; `... race START N` (beat number N) waits until the wall
+clock reaches START (so two of them tick together), then claims and runs
+each slot the way a beat's tick and its fire tasks do, recording every
+app-server call it makes as a JSON line in $BEAT_RACE_CALLS.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def race(start: float, beat: int) -> None:
     time.sleep(max(0.0, start - time.time()))
     claimed_ids: list[int] = []
     for step in range(SLOTS * 2):
-        # Two beats never share a timestamp to the microsecond.
-        now = T0 + timedelta(seconds=step, microseconds=beat)
+        # Both beats tick the very same instants, the hardest case.
+        now = T0 + timedelta(seconds=step)
         claimed = triggers_claim(now=now)
         for slot_at, ids in sorted(claimed.due.items()):
             for firing_id in ids:

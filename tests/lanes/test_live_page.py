@@ -256,7 +256,12 @@ window.WebSocket = class {
     window.__socketUrl = url;
     setTimeout(() => {
       this.onopen && this.onopen();
-      for (const f of window.__frames) this.onmessage({data: JSON.stringify(f)});
+      // The server's shape: one {"events": [...]} document per message.
+      const frames = window.__frames;
+      this.onmessage({data: JSON.stringify({events: frames.slice(0, 2)})});
+      for (const f of frames.slice(2)) {
+        this.onmessage({data: JSON.stringify({events: [f]})});
+      }
     }, 50);
   }
   close() {}

@@ -110,5 +110,5 @@ def test_it_still_takes_the_switched_verbs_flags(db: None) -> None:
 def test_it_says_what_each_group_holds() -> None:
     parser, _nodes = build_parser()
     text = " ".join(parser.format_help().split())
-    assert "lane change a lane's thread: fork, rollback, compact" in text
+    assert "lane change a lane's thread: move, fork, rollback, compact" in text
     assert "goal a lane's native Codex goal: status, set, clear, history" in text

@@ -117,7 +117,7 @@ def test_it_limits_a_lane_scoped_token_to_its_lanes(alpha: Lane, beta: Lane) -> 
     # Its own lane passes the scope: with no worker running, the send then
     # fails where any send would.
     own = post(api, f"/api/v1/lanes/{alpha.ref}/send", {"text": "hi"})
-    assert_error(own, 502, "app_server")
+    assert_error(own, 503, "host_unavailable")
     assert api.get("/api/v1/models").status_code != 403
 
 
