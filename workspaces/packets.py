@@ -27,21 +27,20 @@ SLOT_FILES = {
 }
 # Folders staged for the lane to read; never executed nor applied.
 AUX_DIRS = {"hooks": "hooks", "codex": "codex"}
-# dispatch.toml keys a packet may set; no cwd: packets stay portable.
-SAFE_CONFIG_KEYS = frozenset(
-    {
-        "sandbox",
-        "approval_policy",
-        "model",
-        "model_provider",
-        "effort",
-        "summary",
-        "personality",
-        "service_tier",
-        "ephemeral",
-        "prefix",
-    }
+# The lane settings a launch resolves, in the order plans show them.
+SETTING_KEYS = (
+    "sandbox",
+    "approval_policy",
+    "model",
+    "model_provider",
+    "effort",
+    "summary",
+    "personality",
+    "service_tier",
+    "ephemeral",
 )
+# dispatch.toml keys a packet may set; no cwd: packets stay portable.
+SAFE_CONFIG_KEYS = frozenset({*SETTING_KEYS, "prefix"})
 MAX_FILE_BYTES = 1_000_000
 
 

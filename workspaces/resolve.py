@@ -18,6 +18,7 @@ from lanes.services.validation import clean_name
 from workspaces.environment import WorkspacePlan, repo_root_of, workspace_plan
 from workspaces.models import Packet
 from workspaces.packets import (
+    SETTING_KEYS,
     LoadedFile,
     PacketContent,
     canonical_json,
@@ -37,17 +38,6 @@ from workspaces.repo_config import (
 from workspaces.staging import stage_parts
 from workspaces.worktrees import WorktreePlan, worktree_plan
 
-SETTING_KEYS = (
-    "sandbox",
-    "approval_policy",
-    "model",
-    "model_provider",
-    "effort",
-    "summary",
-    "personality",
-    "service_tier",
-    "ephemeral",
-)
 # slot -> (inline field, file field, flag spellings for messages)
 SLOTS = {
     "goal": ("goal", "goal_file", "--goal", "--goal-file"),

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,8 +34,9 @@ from dispatchsite.surfaces.mcp.client import Resolver
 from dispatchsite.surfaces.mcp.serve import require_bearer
 from dispatchsite.surfaces.mcp.server import build_server
 from tests.support.codex_env import codex_binary, write_codex_home
+from tests.support.mcp_http import mcp_http_server
 from tests.support.mock_responses import MockResponsesServer
-from tests.support.stack import Stack, free_port, wait_for
+from tests.support.stack import Stack, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugins" / "dispatch"
@@ -768,39 +767,10 @@ async def test_it_names_dispatch_up_quickly_when_the_daemon_is_down(
     assert "dispatch up" in result.content[0].text  # type: ignore[union-attr]
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    def listening() -> bool:
-        assert proc.poll() is None, "dispatch mcp --http exited"
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(listening, timeout=30, what="dispatch mcp --http")
-
-
 @pytest.mark.anyio
 async def test_it_serves_streamable_http_behind_the_same_token(daemon: Daemon) -> None:
-    port = free_port()
     env = mcp_env(daemon)
-    log = (daemon.root / "mcp-http.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dispatchsite.cli",
-            "mcp",
-            "--http",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_port(port, proc)
-        url = f"http://127.0.0.1:{port}/mcp"
+    with mcp_http_server(env, daemon.root) as url:
         async with httpx2.AsyncClient() as anonymous:
             refused = await anonymous.post(url, json={})
         auth = {"Authorization": f"Bearer {env['DISPATCH_TOKEN']}"}
@@ -810,10 +780,6 @@ async def test_it_serves_streamable_http_behind_the_same_token(daemon: Daemon) -
                 status = await client.call_tool(
                     "dispatch_daemon_read", {"op": "status"}
                 )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"

@@ -4,9 +4,6 @@ so REST's scope check (lanes.tokens.TokenScope) holds the tools to it."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +12,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.stack import REPO, Stack, free_port, wait_for
+from tests.support.mcp_http import mcp_http_server
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -44,35 +42,9 @@ async def test_it_holds_mcp_tools_to_the_tokens_scopes(stack: Stack) -> None:
     token = stack.cli_ok(
         "token", "create", "mcp-scoped", "--read-only", "--lane", "@alpha"
     )["token"]
-    port = free_port()
     env = {**stack.env, "DISPATCH_URL": str(stack.web_url), "DISPATCH_TOKEN": token}
-    log = (stack.root / "mcp-http.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dispatchsite.cli",
-            "mcp",
-            "--http",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-
-        def listening() -> bool:
-            assert proc.poll() is None, "dispatch mcp --http exited"
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, timeout=30, what="dispatch mcp --http")
-        auth = {"Authorization": f"Bearer {token}"}
-        url = f"http://127.0.0.1:{port}/mcp"
+    auth = {"Authorization": f"Bearer {token}"}
+    with mcp_http_server(env, stack.root) as url:
         async with httpx2.AsyncClient(headers=auth, timeout=30) as http:
             async with Client(streamable_http_client(url, http_client=http)) as client:
                 roster = await client.call_tool(
@@ -85,10 +57,6 @@ async def test_it_holds_mcp_tools_to_the_tokens_scopes(stack: Stack) -> None:
                 beta = await client.call_tool(
                     "dispatch_thread_read", {"op": "show", "lane": "@beta"}
                 )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
     assert roster.is_error is False, roster.content
     assert roster.structured_content is not None
