@@ -11,9 +11,6 @@ feeding frames through a stand-in WebSocket.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +22,10 @@ from django.test import Client
 from lanes.models import Lane
 from lanes.services import lane_register
 from lanes.views import live_url
-from tests.support.stack import REPO, Stack
+from tests.support.browser import chromium, logged_in_page
+from tests.support.browser import web_stack as shared_web_stack
+from tests.support.stack import Stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "live-page-pw"
 
 
@@ -139,61 +136,16 @@ def test_it_returns_op_errors_as_json(
 
 @pytest.fixture(scope="module")
 def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if os.environ.get("DISPATCH_REQUIRE_E2E") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    stack = Stack(
-        tmp_path_factory.mktemp("live"),
-        codex="fake",
-        extra_env={"FAKE_APPSERVER_MODE": "approval"},
-    )
-    try:
-        stack.start(web=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "createsuperuser",
-                "--noinput",
-                "--username",
-                "admin",
-                "--email",
-                "admin@example.com",
-            ],
-            env={**stack.env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD},
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
+    with shared_web_stack(
+        tmp_path_factory.mktemp("live"), FAKE_APPSERVER_MODE="approval"
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(web_stack: Stack) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def logged_in_page(browser: Any, stack: Stack, path: str) -> Any:
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    page.goto(f"{stack.web_url}/admin/login/?next={path}")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"**{path}")
-    return page
+    with chromium() as launched:
+        yield launched
 
 
 AGENT_TEXTS = "[...document.querySelectorAll('.live-item-agent .live-text')]"
