@@ -16,7 +16,7 @@ import pytest
 
 from tests.hosts import shared_database
 from tests.runtime import cli, cli_env
-from tests.support.stack import REPO, VENV_BIN, wait_for
+from tests.support.stack import REPO, redis_argv, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -65,22 +65,7 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     sock = tmp_path / "r.sock"
-    proc = subprocess.Popen(
-        [
-            str(VENV_BIN / "redis-server"),
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(redis_argv(sock), stdout=subprocess.DEVNULL)
     wait_for(sock.exists, timeout=10, what="redis socket")
     yield f"unix://{sock}"
     proc.terminate()

@@ -100,6 +100,23 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def redis_argv(sock: Path) -> list[str]:
+    """A private, memory-only redis-server on a unix socket."""
+    return [
+        str(VENV_BIN / "redis-server"),
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--port",
+        "0",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+
+
 @dataclass
 class Stack:
     root: Path
@@ -189,24 +206,7 @@ class Stack:
 
     def start_redis(self) -> None:
         sock = self.run_dir / "redis.sock"
-        self.spawn(
-            "redis",
-            [
-                str(VENV_BIN / "redis-server"),
-                "--unixsocket",
-                str(sock),
-                "--unixsocketperm",
-                "700",
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.run_dir),
-            ],
-        )
+        self.spawn("redis", [*redis_argv(sock), "--dir", str(self.run_dir)])
         wait_for(sock.exists, timeout=10, what="redis socket")
 
     def start_worker(self) -> None:
