@@ -31,7 +31,7 @@ from lanes.appserver.protocol import (
     is_unknown_method_error,
     is_unsteerable_turn_error,
 )
-from lanes.worker.rpc_queue import rpc_call
+from lanes.worker.rpc_queue import WorkerGone, rpc_call
 
 # channels, channels_redis and redis are imported inside the functions that
 # talk to the worker: read-only CLI calls never pay for them.
@@ -116,21 +116,29 @@ _lease_checked_until: dict[str, float] = {}
 LEASE_RECHECK_SECONDS = 2.0
 
 
-def require_worker(host: str) -> None:
+def worker_alive(host: str) -> bool:
     from lanes.models import WorkerLease
 
+    lease = WorkerLease.objects.filter(host=host).first()
+    return lease is not None and lease.is_fresh()
+
+
+def host_unavailable(host: str, detail: str = "") -> HostUnavailableError:
+    _lease_checked_until.pop(host, None)
+    return HostUnavailableError(
+        f"no dispatch worker is running for host {host!r}{detail}",
+        hint=f"{DAEMON_HINT}; on another machine: `dispatch worker --host "
+        f"{host}`; or move the lane: `dispatch lane move <lane> --host NAME`",
+        data={"host": host},
+    )
+
+
+def require_worker(host: str) -> None:
     if time.monotonic() < _lease_checked_until.get(host, 0.0):
         return
-    lease = WorkerLease.objects.filter(host=host).first()
-    if lease is None or not lease.is_fresh():
-        _lease_checked_until.pop(host, None)
+    if not worker_alive(host):
         # At once, without sending: nobody would read the command channel.
-        raise HostUnavailableError(
-            f"no dispatch worker is running for host {host!r}",
-            hint=f"{DAEMON_HINT}; on another machine: `dispatch worker --host "
-            f"{host}`; or move the lane: `dispatch lane move <lane> --host NAME`",
-            data={"host": host},
-        )
+        raise host_unavailable(host)
     _lease_checked_until[host] = time.monotonic() + LEASE_RECHECK_SECONDS
 
 
@@ -138,7 +146,17 @@ def _round_trip(host: str, message: dict[str, Any], timeout: float) -> Any:
     # Plain Redis lists, waited on in this thread (lanes.worker.rpc_queue):
     # the channel layer's request/reply cost several round trips and two
     # hops through the event loop per call.
-    reply = rpc_call(host, message, timeout)
+    try:
+        reply = rpc_call(host, message, timeout, alive=lambda: worker_alive(host))
+    except WorkerGone as gone:
+        method = message.get("method")
+        raise host_unavailable(
+            host,
+            f" (it stopped while running {method}, which may or may not have "
+            "taken effect)"
+            if gone.taken
+            else f" (it stopped before taking {method}, which was withdrawn)",
+        ) from None
     if reply is None:
         raise AppServerError(
             f"the worker for host {host!r} did not answer {message.get('method')} "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -48,20 +49,51 @@ def sync_client() -> Any:
     return client
 
 
-def rpc_call(host: str, message: dict[str, Any], timeout: float) -> Any:
-    """The worker's reply to `message`, or None after `timeout` seconds."""
+class WorkerGone(Exception):
+    """The worker stopped heartbeating while a caller waited for its reply."""
+
+    def __init__(self, *, taken: bool) -> None:
+        super().__init__("worker gone")
+        # False: the command was still queued and has been withdrawn, so it
+        # never ran; True: the worker had taken it, its outcome is unknown.
+        self.taken = taken
+
+
+# While waiting, a caller looks at the worker's lease this often, so a
+# worker killed mid-call costs the lease's lifetime, not the whole timeout.
+ALIVE_CHECK_SECONDS = 2.0
+
+
+def rpc_call(
+    host: str,
+    message: dict[str, Any],
+    timeout: float,
+    *,
+    alive: Callable[[], bool] | None = None,
+) -> Any:
+    """The worker's reply to `message`, or None after `timeout` seconds.
+
+    Raises WorkerGone as soon as `alive()` says the worker is dead.
+    """
     reply_key = f"dispatch:reply:{uuid.uuid4().hex}"
     command = {**message, "reply_key": reply_key, "expires_at": time.time() + timeout}
+    payload = json.dumps(command)
     client = sync_client()
     pipe = client.pipeline(transaction=False)
-    pipe.rpush(rpc_key(host), json.dumps(command))  # FIFO with the BLPOP
+    pipe.rpush(rpc_key(host), payload)  # FIFO with the BLPOP
     pipe.expire(rpc_key(host), KEY_TTL_SECONDS)
     pipe.execute()
-    # BLPOP counts whole seconds on old servers; round up, then enforce ours.
-    popped = client.blpop([reply_key], timeout=max(1, int(timeout + 0.999)))
-    if popped is None:
-        return None
-    return json.loads(popped[1])
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        wait = min(left, ALIVE_CHECK_SECONDS) if alive is not None else left
+        # BLPOP counts whole seconds on old servers: round up.
+        popped = client.blpop([reply_key], timeout=max(1, int(wait + 0.999)))
+        if popped is not None:
+            return json.loads(popped[1])
+        if alive is not None and not alive():
+            withdrawn = client.lrem(rpc_key(host), 1, payload)
+            raise WorkerGone(taken=withdrawn == 0)
+    return None
 
 
 class RpcInbox:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from lanes.worker.rpc_queue import rpc_key
-from tests.support.stack import HOST, Stack
+from lanes.worker.rpc_queue import WorkerGone, rpc_call, rpc_key
+from tests.support.stack import HOST, Stack, redis_argv, wait_for
 
 
 @pytest.fixture
@@ -54,3 +58,52 @@ def test_it_drops_a_command_whose_caller_gave_up_and_answers_the_next(
     # The usual path still works after it.
     sent = stack.cli_ok("send", lane["ref"], "hello")
     assert sent["turn_id"]
+
+
+# -- a worker that dies while a caller waits ------------------------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path, settings: Any) -> Iterator[redis.Redis]:
+    sock = tmp_path / "r.sock"
+    proc = subprocess.Popen(redis_argv(sock), stdout=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists, timeout=10, what="redis socket")
+        settings.REDIS_URL = f"unix://{sock}"
+        yield redis.Redis(unix_socket_path=str(sock))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_it_withdraws_a_command_no_worker_took_when_the_worker_dies(
+    private_redis: redis.Redis,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(WorkerGone) as gone:
+        rpc_call("gone", {"type": "appserver.status"}, 30, alive=lambda: False)
+    assert gone.value.taken is False
+    assert time.monotonic() - started < 10  # not the 30 s timeout
+    assert private_redis.llen(rpc_key("gone")) == 0  # it can never run late
+
+
+def test_it_says_when_a_dead_worker_had_taken_the_command(
+    private_redis: redis.Redis,
+) -> None:
+    taken = threading.Event()
+
+    def worker_that_dies() -> None:
+        private_redis.blpop([rpc_key("dying")], timeout=10)
+        taken.set()
+
+    thread = threading.Thread(target=worker_that_dies)
+    thread.start()
+    with pytest.raises(WorkerGone) as gone:
+        rpc_call(
+            "dying",
+            {"type": "appserver.status"},
+            30,
+            alive=lambda: not taken.is_set(),
+        )
+    thread.join(timeout=10)
+    assert gone.value.taken is True
