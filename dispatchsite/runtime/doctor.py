@@ -66,6 +66,7 @@ def run_doctor(*, app_server: bool, timeout: float = 10) -> dict[str, Any]:
         _guard("registry", _registry),
         _guard("redis", _check_redis),
         _guard("daemon", _check_daemon),
+        _guard("journal", _check_journal),
         _guard("plugin_assets", _check_plugin_assets),
         _check_app_server(codex.argv, enabled=app_server, timeout=timeout),
     ]
@@ -428,6 +429,40 @@ def _check_daemon() -> dict[str, Any]:
             data={**data, "stale": stale},
         )
     return check("daemon", WARN, "not running", recovery="run `dispatch up`", data=data)
+
+
+def _check_journal() -> dict[str, Any]:
+    from dispatchsite.runtime.status import stack_status
+
+    journal = stack_status()["journal"]
+    if journal is None:
+        return check("journal", OK, "no worker running to report on it")
+    failing = journal.get("failing")
+    if failing:
+        return check(
+            "journal",
+            FAIL,
+            f"the worker cannot write the journal since {failing['since']}: "
+            f"{failing['error']}; {failing['held']} events held in memory "
+            f"(up to {journal['hold_limit']}), {failing['lost']} lost",
+            detail="the app-server and its turns keep running; held events "
+            "are written, and a dispatch/journal/gap event records the outage, "
+            "once writes succeed",
+            recovery=f"free disk space or make {settings.DATABASES['default']['NAME']}"
+            " and its directory writable; the worker resumes by itself",
+            data=journal,
+        )
+    last = journal.get("last_outage")
+    if last and last.get("lost"):
+        return check(
+            "journal",
+            WARN,
+            f"{last['lost']} events were lost while journal writes failed "
+            f"({last['since']} to {last['ended_at']}: {last['error']})",
+            detail="each affected lane has a dispatch/journal/gap event",
+            data=journal,
+        )
+    return check("journal", OK, "the worker is writing the journal", data=journal)
 
 
 def _check_plugin_assets() -> dict[str, Any]:

@@ -97,6 +97,7 @@ def stack_status() -> dict[str, Any]:
         },
         "components": _components(state or {}),
         "app_server": _app_server(state or {}) if pid is not None else None,
+        "journal": _journal(state or {}) if pid is not None else None,
     }
 
 
@@ -118,12 +119,24 @@ def _components(state: dict[str, Any]) -> dict[str, Any]:
     return components
 
 
-def _app_server(state: dict[str, Any]) -> dict[str, Any] | None:
+def _worker(state: dict[str, Any]) -> dict[str, Any]:
+    """The running worker's own state file; {} when it is not this stack's."""
     host = state.get("host") or settings.DISPATCH_HOST
     worker_pid = ((state.get("components") or {}).get("worker") or {}).get("pid")
     worker = home.read_json(home.worker_state_file(host)) or {}
     if worker_pid is None or worker.get("pid") != worker_pid:
-        worker = {}
+        return {}
+    return worker
+
+
+def _journal(state: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether the worker can write the journal (lanes.worker.journal_health)."""
+    journal = _worker(state).get("journal")
+    return journal if isinstance(journal, dict) else None
+
+
+def _app_server(state: dict[str, Any]) -> dict[str, Any] | None:
+    worker = _worker(state)
     recorded = state.get("app_server") or {}
     pid = worker.get("app_server_pid", recorded.get("pid"))
     if pid is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -92,6 +92,11 @@ def journal_write_batch(
             if attempt == BATCH_ATTEMPTS - 1:
                 raise
             counter.forget()
+        except DatabaseError:
+            # Nothing was written (disk full, read-only): the seqs this batch
+            # took are free again, or the next write would leave a hole.
+            counter.forget()
+            raise
     raise AssertionError("unreachable")
 
 

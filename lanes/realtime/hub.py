@@ -111,6 +111,10 @@ class LaneHub:
             except Exception as exc:  # Redis restarting: sockets refill gaps
                 log.warning("lane hub receive failed: %s", exc)
                 await asyncio.sleep(0.5)
+                try:  # a restarted Redis forgot the group: join it again
+                    await self.layer.group_add(JOURNAL_GROUP, channel)
+                except Exception:  # still down: the next receive fails too
+                    pass
                 continue
             if message.get("type") == "lanes.events":
                 self.dispatch(message.get("batches") or [])

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from dispatchsite.core.config import load_policy
@@ -33,15 +34,19 @@ from lanes.appserver.protocol import (
     TURN_START,
 )
 from lanes.journal.dispatch_events import MESSAGE_DELIVERED
-from lanes.journal.eventstore import EventRow
 from lanes.journal.lane_state import lanes_mark_turns_lost
 from lanes.journal.reader import frame_text
-from lanes.journal.writer import JOURNAL_GROUP, SeqCounter, journal_write_batch
-from lanes.signals import lane_events_journaled
+from lanes.journal.writer import (
+    JOURNAL_GROUP,
+    JournalResult,
+    SeqCounter,
+    journal_write_batch,
+)
 from lanes.turns import turn_start_params
 from lanes.worker import recovery
 from lanes.worker.gateway import command_channel
 from lanes.worker.held import ServerRequestDesk
+from lanes.worker.journal_health import JournalKeeper, announce
 from lanes.worker.queue import (
     lanes_with_pending,
     queued_message_claim_next,
@@ -92,6 +97,11 @@ class Worker:
         # Answers the app-server's requests; holds approvals for a person.
         self.requests = ServerRequestDesk(host=host, inbox=self.inbox)
         self.rpc = RpcInbox(host)
+        # Holds the journal while the DB refuses writes (disk full, read-only).
+        self.journal = JournalKeeper(
+            write=lambda batch: db(journal_write_batch)(batch, self.counter),
+            written=self.journaled,
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -106,6 +116,7 @@ class Worker:
             asyncio.create_task(self.command_loop()),
             asyncio.create_task(self.heartbeat_loop()),
             asyncio.create_task(self.rpc_loop()),
+            asyncio.create_task(self.journal.retry_loop()),
         ]
         await self.stopping.wait()
         for task in background[2:]:
@@ -114,6 +125,7 @@ class Worker:
             await self.client.close()
         await background[0]
         await self.flush_journal()
+        await self.journal.stop()
         background[1].cancel()
         await self.rpc.close()
         await db(recovery.worker_lease_release)(host=self.host, pid=os.getpid())
@@ -214,7 +226,7 @@ class Worker:
             if messages:
                 result = await db(journal_write_batch)(messages, self.counter)
                 await self.publish(result.frames)
-                await db(self.announce)(result.rows)
+                await db(announce)(result.rows)
         except Exception:  # the rows are still settled: lanes_mark_turns_lost
             log.exception("could not journal the end of %d lost turns", len(lost))
         self.lost_reason = RESTART_REASON
@@ -291,20 +303,14 @@ class Worker:
             while len(batch) < JOURNAL_BATCH and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
         self.last_flush = time.perf_counter()
-        result = await db(journal_write_batch)(batch, self.counter)
+        await self.journal.write(batch)
+
+    async def journaled(self, result: JournalResult) -> None:
         await self.publish(result.frames)
         for thread_id in result.drain_thread_ids:
             self.spawn(self.drain_lane(thread_id))
         if result.rows:
-            await db(self.announce)(result.rows)
-
-    def announce(self, rows: list[EventRow]) -> None:
-        # A receiver's failure must not stop the journal: it is logged.
-        for receiver, outcome in lane_events_journaled.send_robust(
-            sender=self.__class__, rows=rows
-        ):
-            if isinstance(outcome, Exception):
-                log.error("%r failed on journaled events: %r", receiver, outcome)
+            await db(announce)(result.rows)
 
     async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
         """Announce a committed batch: one message for every lane in it.
@@ -447,6 +453,7 @@ class Worker:
             "app_server_version": client.version if client else None,
             "app_server_restarts": self.app_server_restarts,
             "ready_at": self.ready_at,
+            "journal": self.journal.status(),
         }
 
     # -- heartbeat -------------------------------------------------------------
@@ -458,12 +465,15 @@ class Worker:
 
     async def write_heartbeat(self) -> None:
         status = self.status()
-        await db(recovery.worker_lease_beat)(
-            host=self.host,
-            pid=os.getpid(),
-            app_server_pid=status["app_server_pid"] if self.ready.is_set() else None,
-            app_server_version=status["app_server_version"] or "",
-        )
+        try:
+            await db(recovery.worker_lease_beat)(
+                host=self.host,
+                pid=os.getpid(),
+                app_server_pid=status["app_server_pid"] if status["ready"] else None,
+                app_server_version=status["app_server_version"] or "",
+            )
+        except DatabaseError as exc:  # the state file still tells `status`
+            log.warning("worker lease heartbeat failed: %s", exc)
         if not self.ready.is_set():
             return
         path = worker_state_file(self.host)

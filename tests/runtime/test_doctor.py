@@ -19,6 +19,7 @@ CHECKS = [
     "registry",
     "redis",
     "daemon",
+    "journal",
     "plugin_assets",
     "app_server",
 ]
