@@ -1,8 +1,11 @@
 """Benchmarks of the two user-visible latencies dispatch promises.
 
-(a) `dispatch list` wall time with 100 registered lanes (a fresh Python
-    process per run, as a shell user pays it), next to the floors it sits on:
-    bare `python -c pass` and `django.setup()` alone.
+(a) `dispatch list` wall time with 100 registered lanes and the daemon's web
+    server up (a fresh Python process per run, as a shell user pays it; the
+    thin client answers it over REST without Django), next to the floors it
+    sits on: bare `python -c pass` and `django.setup()` alone, and next to
+    the same `dispatch list` run in process (DISPATCH_THIN=0, the path when
+    no daemon runs).
 (b) REST `send` latency (POST /api/v1/lanes/{lane}/send through daphne,
     the channel layer and the worker) next to a direct `turn/start` on a
     separately spawned app-server, both with the REAL codex binary against
@@ -102,14 +105,69 @@ def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, children_cpu() - cpu
 
 
+@contextlib.contextmanager
+def web_server(env: dict[str, str]) -> Iterator[str]:
+    """daphne on the bench's home (as `dispatch up` runs it); its URL."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "dispatchsite.runtime.web", "-b", "127.0.0.1"]
+    argv += ["-p", str(port), "dispatchsite.asgi:application"]
+    proc = subprocess.Popen(
+        argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=60, what="daphne")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def bench_list(runs: int, lanes: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         home = Path(tmp) / "home"
         home.mkdir()
-        env = base_env(home)
+        (home / "run").mkdir(mode=0o700)
+        local = base_env(home)
         subprocess.run(
-            [sys.executable, "-c", SEED.format(n=lanes)], env=env, cwd=REPO, check=True
+            [sys.executable, "-c", SEED.format(n=lanes)],
+            env=local,
+            cwd=REPO,
+            check=True,
         )
+        # The daemon's web server, recorded where `dispatch up` records it:
+        # `dispatch <read verb>` goes over REST (dispatchsite.thin); "list,
+        # in process" is the path without it.
+        url = stack.enter_context(web_server(local))
+        state = home / "run" / "supervisor.json"
+        state.write_text(json.dumps({"url": url}))
+        env = local
+        # The first call makes the local token (run/mcp-token), the second
+        # caches the CLI snapshot.
+        for _ in range(2):
+            subprocess.run(
+                [sys.executable, "-m", "dispatchsite.cli", "list"],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                check=True,
+            )
         listed = subprocess.run(
             [sys.executable, "-m", "dispatchsite.cli", "list"],
             env=env,
@@ -125,14 +183,17 @@ def bench_list(runs: int, lanes: int) -> dict[str, Any]:
             "django.setup()": [sys.executable, "-c", "import django; django.setup()"],
             "dispatch --help": [sys.executable, "-m", "dispatchsite.cli", "--help"],
             "dispatch list": [sys.executable, "-m", "dispatchsite.cli", "list"],
+            "list, in process": [sys.executable, "-m", "dispatchsite.cli", "list"],
         }
+        envs = {name: env for name in commands}
+        envs["list, in process"] = {**env, "DISPATCH_THIN": "0"}
         samples: dict[str, list[float]] = {name: [] for name in commands}
         cpu: dict[str, list[float]] = {name: [] for name in commands}
         timed_run(commands["dispatch list"], env)  # warm the page cache
         # Interleaved, so drift on a shared machine hits every row alike.
         for _ in range(runs):
             for name, argv in commands.items():
-                wall, used = timed_run(argv, env)
+                wall, used = timed_run(argv, envs[name])
                 samples[name].append(wall)
                 cpu[name].append(used)
     return {

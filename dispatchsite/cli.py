@@ -1,4 +1,8 @@
-"""Console entry point: `dispatch <verb>` is exactly `manage.py dispatch <verb>`."""
+"""Console entry point: `dispatch <verb>` is exactly `manage.py dispatch <verb>`.
+
+With the daemon running, verbs it can answer the same way go over REST
+without importing Django (dispatchsite.thin); the rest run in process.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +25,21 @@ FULL_APP_VERBS = {
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    declined = None
+    if argv and argv[0] not in FULL_APP_VERBS:
+        from dispatchsite.thin.client import run
+
+        try:
+            outcome = run(argv)
+        except KeyboardInterrupt:
+            sys.exit(130)  # as the in-process CLI (a watch long poll)
+        if isinstance(outcome, int):
+            sys.exit(outcome)
+        declined = outcome
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispatchsite.settings")
     from django.core.exceptions import ImproperlyConfigured
 
-    argv = sys.argv[1:]
     ops_only = bool(argv) and argv[0] not in FULL_APP_VERBS
     if ops_only:
         os.environ["DISPATCH_OPS_ONLY"] = "1"
@@ -44,7 +59,16 @@ def main() -> None:
     # command, without Django's command lookup on every call.
     from dispatchsite.surfaces.cli import main as dispatch_main
 
-    sys.exit(dispatch_main(argv))
+    status = dispatch_main(argv)
+    if declined is not None and declined.token_wanted:
+        # The daemon is up but this user has no token for it yet: make the
+        # local one (as `dispatch mcp` does) so the next call goes thin.
+        from dispatchsite.surfaces.daemon import resolve_token
+
+        # The thin client reads only the file, never $DISPATCH_TOKEN.
+        os.environ.pop("DISPATCH_TOKEN", None)
+        resolve_token(declined.refused)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
 from dispatchsite.surfaces.auth import request_scope
 
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
+# The hash of the CLI snapshot a thin client parsed with (dispatchsite.thin).
+SNAPSHOT_HEADER = "X-Dispatch-Cli-Snapshot"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PATH_FIELD = re.compile(r"{(\w+)}")
 PATH_SEGMENT_MAX = 1024
@@ -256,6 +258,28 @@ def run_any_op(request: HttpRequest, op_id: str) -> HttpResponse:
     return run_scoped(request, op.id, params)
 
 
+def stale_snapshot(request: HttpRequest, version: str) -> HttpResponse | None:
+    """412 when a thin CLI parsed with another registry's snapshot: it
+    fetches the current one and parses again, so no call runs on stale
+    spellings."""
+    sent = request.headers.get(SNAPSHOT_HEADER)
+    if not sent:
+        return None
+    from dispatchsite.surfaces.cli_snapshot import snapshot_text
+
+    current = snapshot_text(version)[1]
+    if sent == current:
+        return None
+    error = ValidationError(
+        "the CLI snapshot this call was parsed with is out of date",
+        hint="fetch GET /api/v1/cli-snapshot and parse again",
+        data={"snapshot": current},
+    )
+    return json_response(
+        {"error": {**error.as_dict()["error"], "code": "stale_snapshot"}}, status=412
+    )
+
+
 def list_ops(request: HttpRequest) -> HttpResponse:
     """The op table: id, intent, CLI spelling, HTTP route and MCP tool/action."""
     rows = [
@@ -276,7 +300,8 @@ def list_ops(request: HttpRequest) -> HttpResponse:
 
 
 def build_router(version: str) -> Router:
-    """One route per op with an HTTP path, plus /health, /ops and /ops/{id}."""
+    """One route per op with an HTTP path, plus /health, /ops, /ops/{id} and
+    /cli-snapshot."""
     api = Router()
     errors = dict.fromkeys(ERROR_STATUSES, ErrorOut)
 
@@ -301,11 +326,33 @@ def build_router(version: str) -> Router:
         operation_id="ops_list",
         tags=["meta"],
     )
+
+    def cli_snapshot(request: HttpRequest) -> HttpResponse:
+        """The CLI's argparse tree as data, for the thin `dispatch` client."""
+        from dispatchsite.surfaces.cli_snapshot import snapshot_text
+
+        text, digest = snapshot_text(version)
+        response = HttpResponse(text, content_type="application/json")
+        response[SNAPSHOT_HEADER] = digest
+        return response
+
+    def run_op(request: HttpRequest, op_id: str) -> HttpResponse:
+        """Run any op; the JSON body is its input (see its input schema)."""
+        return stale_snapshot(request, version) or run_any_op(request, op_id)
+
+    api.add_api_operation(
+        "/cli-snapshot",
+        ["GET"],
+        cli_snapshot,
+        response={200: dict[str, Any], 401: ErrorOut},
+        operation_id="cli_snapshot",
+        tags=["meta"],
+    )
     api.add_api_operation(
         "/ops/{op_id}",
         ["POST"],
-        run_any_op,
-        response={200: dict[str, Any], **errors},
+        run_op,
+        response={200: dict[str, Any], **errors, 412: ErrorOut},
         operation_id="ops_run",
         tags=["meta"],
         openapi_extra={

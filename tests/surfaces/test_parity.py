@@ -19,6 +19,7 @@ OPS = load_ops()
 REST_META_ROUTES = {
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/ops"),
+    ("GET", "/api/v1/cli-snapshot"),
     ("POST", "/api/v1/ops/{op_id}"),
 }
 

@@ -145,8 +145,10 @@ complete -c dispatch -f
 """
 
 
-def completion_script(shell: str) -> str:
-    tree = command_tree()
+def completion_script(shell: str, tree: dict[str, dict[str, Any]] | None = None) -> str:
+    """The script for `shell`; `tree` as command_tree() (the thin client
+    passes the one its snapshot carries)."""
+    tree = command_tree() if tree is None else tree
     if shell in {"bash", "zsh"}:
         commands = "\n".join(
             f"        [{sh_quote(path)}]={sh_quote(' '.join(sorted(node['commands'])))}"
