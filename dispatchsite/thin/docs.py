@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatchsite.core.errors import ValidationError
+from dispatchsite.surfaces.completion import completion_script
 
 DOCS_FILE = "cli-snapshot-docs.json"
 
@@ -53,8 +54,5 @@ def schema(snapshot: dict[str, Any], docs: dict[str, Any], args: Any) -> Any:
 
 
 def completion(docs: dict[str, Any], args: argparse.Namespace) -> None:
-    # Its module is stdlib-only at import time (it builds no parser here).
-    from dispatchsite.surfaces.commands.tools import completion_script
-
     sys.stdout.write(completion_script(args.shell, docs["completion"]))
     sys.stdout.flush()

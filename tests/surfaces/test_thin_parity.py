@@ -19,6 +19,7 @@ from dispatchsite.core.errors import DispatchError
 from dispatchsite.surfaces import cli
 from dispatchsite.surfaces.cli_snapshot import build_snapshot, parser_data
 from dispatchsite.surfaces.commands import tools
+from dispatchsite.surfaces.completion import completion_script
 from dispatchsite.thin import client as thin_client
 from dispatchsite.thin import docs as thin_docs
 from dispatchsite.thin import parser as thin
@@ -216,4 +217,6 @@ def test_it_refuses_the_same_unknown_schemas() -> None:
 @pytest.mark.parametrize("shell", tools.SHELLS)
 def test_it_prints_the_same_completion_from_the_snapshot(shell: str) -> None:
     tree = SNAPSHOT["docs"]["completion"]
-    assert tools.completion_script(shell, tree) == tools.completion_script(shell)
+    assert completion_script(shell, tree) == completion_script(
+        shell, tools.command_tree()
+    )
