@@ -282,46 +282,18 @@ class DirectAppServer:
         self.loop.close()
 
 
-@contextlib.contextmanager
-def mock_server(directory: Path) -> Iterator[int]:
-    """The mock Responses server as its own process.
-
-    In-process, its streaming thread would share this process's GIL with the
-    clients being timed.
-    """
-    port_file = directory / "mock.port"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests/support/mock_responses.py"),
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(port_file.exists, timeout=10, what="the mock Responses server")
-        yield int(port_file.read_text())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def bench_send(sends: int, warmup: int) -> dict[str, Any]:
     import httpx
 
     from tests.support.codex_env import codex_binary, write_codex_home
-    from tests.support.stack import Stack
+    from tests.support.stack import Stack, mock_responses_process
 
     codex = codex_binary()
     if codex is None:
         return {"skipped": "the codex binary is not installed"}
     with (
         tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp,
-        mock_server(Path(tmp)) as port,
+        mock_responses_process(Path(tmp)) as port,
     ):
         root = Path(tmp)
         base_url = f"http://127.0.0.1:{port}/v1"

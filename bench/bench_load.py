@@ -31,17 +31,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
 import multiprocessing
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,32 +101,6 @@ class RssSampler(threading.Thread):
 
 
 # -- the run -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def mock_server(directory: Path) -> Iterator[int]:
-    """The mock Responses server in a process of its own (its own GIL)."""
-    port_file = directory / "mock.port"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests/support/mock_responses.py"),
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        from tests.support.stack import wait_for
-
-        wait_for(port_file.exists, timeout=10, what="the mock Responses server")
-        yield int(port_file.read_text())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def journal(stack: Any) -> dict[str, list[int]]:
@@ -406,6 +377,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from tests.support.codex_env import codex_binary
+    from tests.support.stack import mock_responses_process
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -450,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dispatch-load-") as tmp:
         root = Path(tmp)
         if args.codex == "real":
-            with mock_server(root) as port:
+            with mock_responses_process(root) as port:
                 report = run(args, root, port)
         else:
             report = run(args, root, None)

@@ -18,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,28 @@ def wait_for(
             return value
         time.sleep(0.02)
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+
+
+@contextmanager
+def mock_responses_process(directory: Path) -> Iterator[int]:
+    """The mock Responses server as its own process; yields its port.
+
+    Benchmarks use it so that its streaming thread does not share a GIL
+    with the clients being timed.
+    """
+    port_file = directory / "mock.port"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/support/mock_responses.py")]
+        + ["--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(port_file.exists, timeout=10, what="the mock Responses server")
+        yield int(port_file.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def pid_alive(pid: int) -> bool:
