@@ -24,6 +24,7 @@ from dispatchsite.core.commands import SurfaceCommand, load_commands
 from dispatchsite.core.errors import DispatchError, NotStartedError, ValidationError
 from dispatchsite.core.origin import Origin, local_user
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
+from dispatchsite.surfaces.argv import OpShape, choose_op, flag_for, op_params
 from dispatchsite.surfaces.formatting import (
     add_output_flags,
     output_format,
@@ -71,10 +72,6 @@ def unwrap(annotation: Any) -> tuple[Any, bool]:
 def field_extra(info: FieldInfo) -> dict[str, Any]:
     extra = info.json_schema_extra
     return extra if isinstance(extra, dict) else {}
-
-
-def flag_for(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def add_field_argument(node: Node, op: Op, name: str, info: FieldInfo) -> None:
@@ -219,61 +216,29 @@ def build_parser(
     return root, nodes
 
 
-def choose_op(node: Node, args: argparse.Namespace) -> Op:
-    switched = [
-        op for op in node.ops if op.cli_switch and getattr(args, f"_switch_{op.id}")
-    ]
-    if len(switched) > 1:
-        raise ValidationError("choose one of " + ", ".join(op.cli for op in switched))
-    if switched:
-        return switched[0]
-    plain = [op for op in node.ops if not op.cli_switch]
-    return plain[0]
+def op_shape(op: Op) -> OpShape:
+    fields = op.input.model_fields
+    return OpShape(
+        id=op.id,
+        cli=op.cli,
+        switch=op.cli_switch,
+        required=frozenset(n for n, f in fields.items() if f.is_required()),
+    )
 
 
-def op_params(node: Node, op: Op, args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def chosen_op_params(node: Node, args: argparse.Namespace) -> tuple[Op, dict[str, Any]]:
+    shapes = [op_shape(op) for op in node.ops]
     values = vars(args)
-    for name, owners in node.dests.items():
-        if name not in values:
-            continue
-        if op.id not in owners:
-            spellings = sorted(o.cli for o in node.ops if o.id in owners)
-            raise ValidationError(
-                f"{flag_for(name)} does not apply to `dispatch {op.cli}`",
-                hint="it belongs to "
-                + " / ".join(f"`dispatch {s}`" for s in spellings),
-            )
-        params[name] = values[name]
-    for name, aliases in node.positional_flags.items():
-        flagged = values.get(f"_flag_{name}")
-        if flagged is not None and name in params:
-            raise ValidationError(
-                f"{name} given twice: as <{name}> and as {aliases[0]}",
-                hint=f"pass one: `dispatch {op.cli} <{name}>` or {aliases[0]} <{name}>",
-            )
-        if flagged is not None:
-            params[name] = flagged
-        if name not in params and op.input.model_fields[name].is_required():
-            raise ValidationError(
-                f"`dispatch {op.cli}` needs a {name}",
-                hint=f"`dispatch {op.cli} <{name}>` or {aliases[0]} <{name}>",
-            )
-    for name, choices in node.choice_flags.items():
-        picked = [c for c in choices if values.get(f"_choice_{name}_{c}")]
-        explicit = values.get(name)
-        if len(picked) + (1 if explicit is not None else 0) > 1:
-            raise ValidationError(
-                f"choose exactly one {name}: "
-                + ", ".join(
-                    [f"--{c}" for c in picked]
-                    + ([f"--{name} {explicit}"] if explicit else [])
-                ),
-                hint=f"pass one of --{' --'.join(choices)} or --{name}",
-            )
-        if picked:
-            params[name] = picked[0]
-    return params
+    chosen = choose_op(shapes, values)
+    params = op_params(
+        ops=shapes,
+        op=chosen,
+        dests=node.dests,
+        positional_flags=node.positional_flags,
+        choice_flags=node.choice_flags,
+        values=values,
+    )
+    return next(op for op in node.ops if op.id == chosen.id), params
 
 
 def file_params(op: Op, params: dict[str, Any]) -> dict[str, Any]:
@@ -378,8 +343,7 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
         raise CliUsageError(
             f"dispatch {' '.join(words)}: choose a subcommand (see --help)"
         )
-    op = choose_op(node, args)
-    params = op_params(node, op, args)
+    op, params = chosen_op_params(node, args)
     params = file_params(op, params)
     if op.intent == "destroy":
         confirm_destroy(op, args, params)

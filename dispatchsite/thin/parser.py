@@ -1,8 +1,9 @@
 """argparse rebuilt from the CLI snapshot, and the params it yields.
 
-Mirrors dispatchsite.surfaces.cli (build_parser, choose_op, op_params and
-the checks of dispatch_args) on data instead of ops, so the two agree on
-every argv: tests/surfaces/test_thin_parity.py compares them op by op.
+Mirrors dispatchsite.surfaces.cli (build_parser and the checks of
+dispatch_args) on data instead of ops, and shares its choice of op and
+params (dispatchsite.surfaces.argv), so the two agree on every argv:
+tests/surfaces/test_thin_parity.py compares them op by op.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from dispatchsite.core.errors import ValidationError
+from dispatchsite.surfaces.argv import OpShape, choose_op, op_params
 
 TYPES: dict[str | None, Any] = {None: None, "int": int, "float": float, "str": str}
 KINDS: dict[str, Any] = {
@@ -168,71 +169,13 @@ def thin_argv(snapshot: dict[str, Any], argv: list[str]) -> bool:
     )
 
 
-def flag_for(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def choose_op(snapshot: dict[str, Any], node: ThinNode, args: Any) -> dict[str, Any]:
-    ops = [snapshot["ops"][op_id] for op_id in node.data["ops"]]
-    switched = [
-        op for op in ops if op["switch"] and getattr(args, f"_switch_{op['id']}")
-    ]
-    if len(switched) > 1:
-        raise ValidationError(
-            "choose one of " + ", ".join(op["cli"] for op in switched)
-        )
-    if switched:
-        return switched[0]
-    return [op for op in ops if not op["switch"]][0]
-
-
-def op_params(
-    snapshot: dict[str, Any], node: ThinNode, op: dict[str, Any], args: Any
-) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    values = vars(args)
-    ops = snapshot["ops"]
-    for name, owners in node.data["dests"].items():
-        if name not in values:
-            continue
-        if op["id"] not in owners:
-            spellings = sorted(ops[o]["cli"] for o in node.data["ops"] if o in owners)
-            raise ValidationError(
-                f"{flag_for(name)} does not apply to `dispatch {op['cli']}`",
-                hint="it belongs to "
-                + " / ".join(f"`dispatch {s}`" for s in spellings),
-            )
-        params[name] = values[name]
-    for name, aliases in node.data["positional_flags"].items():
-        flagged = values.get(f"_flag_{name}")
-        if flagged is not None and name in params:
-            raise ValidationError(
-                f"{name} given twice: as <{name}> and as {aliases[0]}",
-                hint=f"pass one: `dispatch {op['cli']} <{name}>` "
-                f"or {aliases[0]} <{name}>",
-            )
-        if flagged is not None:
-            params[name] = flagged
-        if name not in params and name in op["required"]:
-            raise ValidationError(
-                f"`dispatch {op['cli']}` needs a {name}",
-                hint=f"`dispatch {op['cli']} <{name}>` or {aliases[0]} <{name}>",
-            )
-    for name, choices in node.data["choice_flags"].items():
-        picked = [c for c in choices if values.get(f"_choice_{name}_{c}")]
-        explicit = values.get(name)
-        if len(picked) + (1 if explicit is not None else 0) > 1:
-            raise ValidationError(
-                f"choose exactly one {name}: "
-                + ", ".join(
-                    [f"--{c}" for c in picked]
-                    + ([f"--{name} {explicit}"] if explicit else [])
-                ),
-                hint=f"pass one of --{' --'.join(choices)} or --{name}",
-            )
-        if picked:
-            params[name] = picked[0]
-    return params
+def op_shape(op: dict[str, Any]) -> OpShape:
+    return OpShape(
+        id=op["id"],
+        cli=op["cli"],
+        switch=op["switch"],
+        required=frozenset(op["required"]),
+    )
 
 
 def resolve(
@@ -265,5 +208,15 @@ def resolve(
         raise CliUsageError(
             f"dispatch {' '.join(words)}: choose a subcommand (see --help)"
         )
-    op = choose_op(snapshot, node, args)
-    return op, op_params(snapshot, node, op, args)
+    shapes = [op_shape(snapshot["ops"][op_id]) for op_id in node.data["ops"]]
+    values = vars(args)
+    chosen = choose_op(shapes, values)
+    params = op_params(
+        ops=shapes,
+        op=chosen,
+        dests=node.data["dests"],
+        positional_flags=node.data["positional_flags"],
+        choice_flags=node.data["choice_flags"],
+        values=values,
+    )
+    return snapshot["ops"][chosen.id], params

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from dispatchsite.core.registry import Op, load_ops
-from dispatchsite.surfaces.cli import flag_for, main
+from dispatchsite.surfaces.argv import flag_for
+from dispatchsite.surfaces.cli import main
 
 pytestmark = pytest.mark.django_db
 
