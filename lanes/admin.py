@@ -19,6 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from lanes.admin_base import ReadOnlyAdmin, ReadOnlyInlineMixin
 from lanes.console import views as console
 from lanes.console.bulk import LaneBulkActions, ran
 from lanes.models import (
@@ -41,23 +42,10 @@ admin.site.index_title = "Console"
 admin.site.site_url = "/"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class LaneGoalInline(admin.TabularInline):
+class LaneGoalInline(ReadOnlyInlineMixin, admin.TabularInline):
     """Every goal the lane has had (kept by the services and the journal)."""
 
     model = LaneGoal
-    extra = 0
-    can_delete = False
     ordering = ("-id",)
     fields = (
         "objective",
@@ -72,12 +60,6 @@ class LaneGoalInline(admin.TabularInline):
         "cleared_at",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Lane)

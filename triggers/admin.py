@@ -17,6 +17,7 @@ from django.http import HttpRequest
 
 from dispatchsite.core.errors import DispatchError
 from dispatchsite.core.origin import Origin
+from lanes.admin_base import ReadOnlyAdmin, ReadOnlyInlineMixin
 from triggers.models import Trigger, TriggerFiring
 
 RECENT_FIRINGS = 20
@@ -49,24 +50,16 @@ class RecentFirings(BaseInlineFormSet):
         return super().get_queryset().order_by("-id")[:RECENT_FIRINGS]  # type: ignore[no-any-return]
 
 
-class FiringInline(admin.TabularInline):
+class FiringInline(ReadOnlyInlineMixin, admin.TabularInline):
     model = TriggerFiring
     formset = RecentFirings
     fields = ("id", "slot_at", "reason", "outcome", "detail", "turn_id", "started_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = f"recent firings (last {RECENT_FIRINGS})"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Trigger)
-class TriggerAdmin(admin.ModelAdmin):
+class TriggerAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "name",
@@ -84,15 +77,6 @@ class TriggerAdmin(admin.ModelAdmin):
     exclude = ("secret", "last_delivered_text")
     inlines = (FiringInline,)
     actions = ("pause", "resume", "fire")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Pause selected triggers")
     def pause(self, request: HttpRequest, queryset: QuerySet[Trigger]) -> None:

@@ -19,6 +19,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from lanes.admin import LaneAdmin
+from lanes.admin_base import ReadOnlyInlineMixin
 from lanes.models import Lane
 from workspaces.models import LaneLaunch, Packet, TurnOutputCheck, Worktree
 from workspaces.packets import SLOT_FILES, LoadedFile, PacketContent
@@ -226,20 +227,12 @@ class PacketAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/workspaces/launch.html", context)
 
 
-class LaneLaunchInline(admin.StackedInline):
+class LaneLaunchInline(ReadOnlyInlineMixin, admin.StackedInline):
     model = LaneLaunch
-    can_delete = False
-    extra = 0
     max_num = 1
     fields = ("packet_files", "sources_view", "settings", "staged", "output_checks")
     readonly_fields = fields
     verbose_name = "launch"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="packet files")
     def packet_files(self, launch: LaneLaunch) -> str:
