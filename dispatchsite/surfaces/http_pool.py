@@ -1,0 +1,143 @@
+"""The REST API served from a fixed pool of threads that keep their database
+connection.
+
+Django's ASGI handler runs each request's sync code on a thread made for that
+request and opens a new database connection there (on SQLite: connect, the
+WAL pragmas, the functions registered): about half of a small request's CPU
+in the one web process, which capped the API near 150 requests/s on this
+project's VM. The API's views are sync and its answers are whole JSON
+bodies, so `/api/` goes through Django's WSGI handler on POOL_THREADS
+long-lived threads instead, each with its own connection kept for
+CONNECTION_MAX_AGE s (health-checked before reuse). The admin, the live
+page and static files stay on the ASGI handler.
+
+The pool is also the cap on requests running at once: a burst waits in the
+event loop's queue rather than adding threads that fight the loop (which
+writes every websocket frame) for the GIL. A long-polling `watch` holds a
+thread while it waits, so the pool is larger than the CPU needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import connections
+from django.db.utils import load_backend
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+POOL_THREADS = 32
+CONNECTION_MAX_AGE = 300
+BODY_IN_MEMORY = 256 * 1024
+
+
+def _keep_connections() -> None:
+    """Give this pool thread connections that outlive a request.
+
+    The project's CONN_MAX_AGE stays 0 for every other thread: under the ASGI
+    handler a kept connection would outlive its one-request thread."""
+    for alias in connections:
+        settings = {
+            **connections.settings[alias],
+            "CONN_MAX_AGE": CONNECTION_MAX_AGE,
+            "CONN_HEALTH_CHECKS": True,
+        }
+        connections[alias] = load_backend(settings["ENGINE"]).DatabaseWrapper(
+            settings, alias
+        )
+
+
+def _environ(scope: Scope, body: IO[bytes]) -> dict[str, Any]:
+    server = scope.get("server") or ("localhost", 80)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": scope.get("root_path", "").encode().decode("latin1"),
+        "PATH_INFO": scope["path"].encode().decode("latin1"),
+        "QUERY_STRING": scope["query_string"].decode("latin1"),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or 0),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": body,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    if scope.get("client"):
+        environ["REMOTE_ADDR"] = scope["client"][0]
+    for raw_name, raw_value in scope.get("headers", []):
+        name = raw_name.decode("latin1").upper().replace("-", "_")
+        if name not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            name = "HTTP_" + name
+        value = raw_value.decode("latin1")
+        environ[name] = f"{environ[name]},{value}" if name in environ else value
+    return environ
+
+
+class PooledWsgi:
+    """An ASGI app answering HTTP with a WSGI handler on a thread pool."""
+
+    def __init__(self, handler: WSGIHandler, threads: int = POOL_THREADS) -> None:
+        self.handler = handler
+        self.pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="api",
+            initializer=_keep_connections,
+        )
+        # asgiref's SyncToAsync on our pool marks each thread as serving this
+        # event loop, so a view's async_to_sync (a channel-layer publish) runs
+        # on the server's loop and its Redis connections, not on a new loop
+        # and a new connection per call.
+        self.respond = sync_to_async(
+            self._respond, thread_sensitive=False, executor=self.pool
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with SpooledTemporaryFile(max_size=BODY_IN_MEMORY) as body:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body.write(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            body.seek(0)
+            status, headers, content = await self.respond(scope, body)
+        await send(
+            {"type": "http.response.start", "status": status, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    def _respond(self, scope: Scope, body: IO[bytes]) -> Response:
+        started: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], *_: Any
+        ) -> None:
+            started[:] = [status, headers]
+
+        chunks: Iterable[bytes] = self.handler(_environ(scope, body), start_response)
+        try:
+            content = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # sends request_finished, which returns the connection
+        status, headers = started
+        return (
+            int(status.split(" ", 1)[0]),
+            [(k.lower().encode("latin1"), v.encode("latin1")) for k, v in headers],
+            content,
+        )
