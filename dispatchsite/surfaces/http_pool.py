@@ -122,15 +122,17 @@ class PooledWsgi:
 
     def _respond(self, scope: Scope, body: IO[bytes]) -> Response:
         started: list[Any] = []
+        written: list[bytes] = []
 
         def start_response(
             status: str, headers: list[tuple[str, str]], *_: Any
-        ) -> None:
+        ) -> Callable[[bytes], object]:
             started[:] = [status, headers]
+            return written.append
 
         chunks: Iterable[bytes] = self.handler(_environ(scope, body), start_response)
         try:
-            content = b"".join(chunks)
+            content = b"".join([*written, *chunks])
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
