@@ -6,15 +6,18 @@ request and opens a new database connection there (on SQLite: connect, the
 WAL pragmas, the functions registered): about half of a small request's CPU
 in the one web process, which capped the API near 150 requests/s on this
 project's VM. The API's views are sync and its answers are whole JSON
-bodies, so `/api/` goes through Django's WSGI handler on POOL_THREADS
-long-lived threads instead, each with its own connection kept for
-CONNECTION_MAX_AGE s (health-checked before reuse). The admin, the live
-page and static files stay on the ASGI handler.
+bodies, so `/api/` goes through Django's WSGI handler on long-lived
+threads instead, each with its own connection kept for CONNECTION_MAX_AGE s
+(health-checked before reuse). The admin, the live page and static files
+stay on the ASGI handler.
 
-The pool is also the cap on requests running at once: a burst waits in the
-event loop's queue rather than adding threads that fight the loop (which
-writes every websocket frame) for the GIL. A long-polling `watch` holds a
-thread while it waits, so the pool is larger than the CPU needs.
+The pools are also the cap on requests running at once. The event loop
+writes every websocket frame, and each runnable thread is one more
+contender for the GIL, so a burst of requests waits in the loop's queue for
+one of WORK_THREADS threads rather than starving the websockets. A
+long-polling `watch` (`.../watch`) mostly sleeps between journal reads, so
+it gets a pool of its own, WAIT_THREADS wide, where waiting polls cannot
+hold up other requests.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
-POOL_THREADS = 32
+WORK_THREADS = 6
+WAIT_THREADS = 32
 CONNECTION_MAX_AGE = 300
 BODY_IN_MEMORY = 256 * 1024
 
@@ -89,20 +93,22 @@ def _environ(scope: Scope, body: IO[bytes]) -> dict[str, Any]:
 class PooledWsgi:
     """An ASGI app answering HTTP with a WSGI handler on a thread pool."""
 
-    def __init__(self, handler: WSGIHandler, threads: int = POOL_THREADS) -> None:
+    def __init__(self, handler: WSGIHandler) -> None:
         self.handler = handler
-        self.pool = ThreadPoolExecutor(
-            max_workers=threads,
-            thread_name_prefix="api",
-            initializer=_keep_connections,
+        self.work = self._responder("api", WORK_THREADS)
+        self.wait = self._responder("api-watch", WAIT_THREADS)
+
+    def _responder(
+        self, name: str, threads: int
+    ) -> Callable[[Scope, IO[bytes]], Awaitable[Response]]:
+        pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix=name, initializer=_keep_connections
         )
         # asgiref's SyncToAsync on our pool marks each thread as serving this
         # event loop, so a view's async_to_sync (a channel-layer publish) runs
         # on the server's loop and its Redis connections, not on a new loop
         # and a new connection per call.
-        self.respond = sync_to_async(
-            self._respond, thread_sensitive=False, executor=self.pool
-        )
+        return sync_to_async(self._respond, thread_sensitive=False, executor=pool)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with SpooledTemporaryFile(max_size=BODY_IN_MEMORY) as body:
@@ -114,7 +120,8 @@ class PooledWsgi:
                 if not message.get("more_body"):
                     break
             body.seek(0)
-            status, headers, content = await self.respond(scope, body)
+            respond = self.wait if scope["path"].endswith("/watch") else self.work
+            status, headers, content = await respond(scope, body)
         await send(
             {"type": "http.response.start", "status": status, "headers": headers}
         )
