@@ -13,12 +13,19 @@ Latency is `time.time()` at frame receipt minus `sentAt`: app-server write
 hub -> daphne -> client. Afterwards each watcher's seqs per lane are checked
 against the journal: none lost, none twice.
 
-Target: p99 <= 50 ms, zero lost or duplicated seq. Prints a table and a
-JSON document (`--json-out FILE` also writes it); no assertions.
+The journal's own lag is read back from the database afterwards: each
+row's `received_at` (the worker read the line) minus its `sentAt` (the
+app-server wrote it); the time the stream took beside the time the worker
+needed to journal all of it says whether the worker kept up.
+
+Targets: p99 <= 50 ms at 20 lanes x 100 events/s (the default run);
+p99 <= 100 ms at 100 lanes x 100 events/s (`--lanes 100 --p99-target 100`);
+zero lost or duplicated seq either way. Prints a table and a JSON document
+(`--json-out FILE` also writes it); no assertions.
 
     .venv/bin/python bench/bench_websocket.py [--lanes 20] [--rate 100]
         [--seconds 10] [--watchers 10] [--sockets watcher|lane|both]
-        [--json-out FILE]
+        [--p99-target 50] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +189,26 @@ def journal_seqs(stack: Any, thread_id: str) -> list[int]:
         return [seq for (seq,) in rows]
 
 
+def journal_lag(stack: Any) -> dict[str, float | None]:
+    """App-server write -> worker read, per journaled delta, and how long
+    the worker took to journal the whole stream (first write to last read)."""
+    with sqlite3.connect(stack.home / "dispatch.sqlite3", timeout=20) as conn:
+        rows = conn.execute(
+            "SELECT received_at, json_extract(params, '$.sentAt') FROM "
+            "lanes_laneevent WHERE json_extract(params, '$.sentAt') IS NOT NULL"
+        ).fetchall()
+    read = [datetime.fromisoformat(at).timestamp() for at, _sent in rows]
+    lags = [(at - sent) * 1000 for at, (_r, sent) in zip(read, rows, strict=True)]
+    sent = [sent for _at, sent in rows]
+    return {
+        "read_lag_p50_ms": round(percentile(lags, 50), 2) if lags else None,
+        "read_lag_p99_ms": round(percentile(lags, 99), 2) if lags else None,
+        "read_lag_max_ms": round(max(lags), 2) if lags else None,
+        "stream_s": round(max(sent) - min(sent), 2) if sent else None,
+        "journaled_in_s": round(max(read) - min(sent), 2) if sent else None,
+    }
+
+
 def run(args: argparse.Namespace, sockets_per: str) -> dict[str, Any]:
     from tests.support.stack import Stack
 
@@ -239,6 +267,7 @@ def run(args: argparse.Namespace, sockets_per: str) -> dict[str, Any]:
         for proc in watchers:
             proc.join(timeout=10)
         journals = {t: journal_seqs(stack, t) for t in thread_ids}
+        lag = journal_lag(stack)
     finally:
         stack.stop()
     latencies = [ms for result in collected for ms in result["latencies"]]
@@ -267,6 +296,7 @@ def run(args: argparse.Namespace, sockets_per: str) -> dict[str, Any]:
             "max": round(max(latencies), 2) if latencies else None,
             "mean": round(statistics.fmean(latencies), 2) if latencies else None,
         },
+        "journal": lag,
         # CPU seconds each component used while the stream ran, and cores.
         "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after},
         "cpu_cores": os.cpu_count(),
@@ -277,10 +307,10 @@ def run(args: argparse.Namespace, sockets_per: str) -> dict[str, Any]:
         },
         "lost": lost,
         "duplicated": duplicated,
-        "target": {"p99_ms": P99_TARGET_MS, "lost": 0, "duplicated": 0},
+        "target": {"p99_ms": args.p99_target, "lost": 0, "duplicated": 0},
         "meets_target": bool(
             latencies
-            and percentile(latencies, 99) <= P99_TARGET_MS
+            and percentile(latencies, 99) <= args.p99_target
             and lost == 0
             and duplicated == 0
             and journaled == args.lanes * expected
@@ -308,6 +338,7 @@ def table(reports: list[dict[str, Any]]) -> str:
 
     def cells(report: dict[str, Any]) -> list[str]:
         lat = report["latency_ms"]
+        journal = report["journal"]
         return [
             f"{report['websockets']} ({report['watchers']} watchers, "
             f"one per {report['sockets']})",
@@ -315,6 +346,8 @@ def table(reports: list[dict[str, Any]]) -> str:
             f"{report['frames_received']} / {report['frames_expected']}",
             f"{lat['p50']} / {lat['p90']} ms",
             f"{lat['p99']} / {lat['max']} ms",
+            f"{journal['read_lag_p99_ms']} / {journal['read_lag_max_ms']} ms",
+            f"{journal['stream_s']} / {journal['journaled_in_s']} s",
             ", ".join(f"{k} {v:g}" for k, v in report["cpu_seconds"].items()),
             f"{report['loadavg_1m']['before']} -> {report['loadavg_1m']['after']}",
             f"{report['lost']} / {report['duplicated']}",
@@ -327,7 +360,9 @@ def table(reports: list[dict[str, Any]]) -> str:
         "events journaled",
         "frames received",
         "latency p50 / p90",
-        f"latency p99 / max (target p99 <= {P99_TARGET_MS:g} ms)",
+        f"latency p99 / max (target p99 <= {first['target']['p99_ms']:g} ms)",
+        "journal read lag p99 / max",
+        "stream / journaled in",
         f"cpu seconds ({first['cpu_cores']} cores)",
         "load average 1m",
         "lost / duplicated (target 0 / 0)",
@@ -362,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=15.0,
         help="a watcher gives up on a lane after this many idle seconds",
+    )
+    parser.add_argument(
+        "--p99-target",
+        type=float,
+        default=P99_TARGET_MS,
+        help="ms, app-server -> frame",
     )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
