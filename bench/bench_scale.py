@@ -4,8 +4,9 @@ One stack per lane count (redis, worker on the fake app-server, daphne), all
 running at once, measured in interleaved rounds so drift on a shared machine
 hits every row alike. The 0-lane stack is the floor of each row.
 
-- `dispatch list` wall time (a fresh interpreter per run, daemon running),
-  beside `python -c pass`;
+- `dispatch list` wall time (a fresh interpreter per run, daemon running:
+  the thin CLI over REST), beside `python -c pass` and the same call in
+  process (`DISPATCH_THIN=0`, the path without a daemon);
 - `GET /api/v1/lanes` latency (keep-alive client), whole and one page of 100
   (the first, and the last through `after`), beside `GET /api/v1/health` on
   the same server and the 0-lane list;
@@ -124,6 +125,11 @@ def bench(rounds: int) -> dict[str, Any]:
             for n in COUNTS:
                 stack = Stack(root / f"s{n}", template_db=seeded_db(root, n, HOST))
                 stacks[n] = stack.start(web=True)
+                # Where `dispatch up` records its web server: with it,
+                # `dispatch list` goes over REST without Django (dispatchsite.thin).
+                (stack.run_dir / "supervisor.json").write_text(
+                    json.dumps({"url": stack.web_url})
+                )
                 token = stack.cli_ok("token", "create", "bench")["token"]
                 clients[n] = httpx.Client(
                     base_url=f"{stack.web_url}/api/v1",
@@ -131,15 +137,20 @@ def bench(rounds: int) -> dict[str, Any]:
                     timeout=60,
                 )
             cli = [sys.executable, "-m", "dispatchsite.cli", "list"]
-            for n, stack in stacks.items():  # warm caches; check the counts
-                _elapsed, out = wall(cli, stack.env)
-                listed = len(json.loads(out)["lanes"])
-                served = len(clients[n].get("/lanes").json()["lanes"])
-                if listed != n or served != n:
-                    raise RuntimeError(f"{n} lanes: list {listed}, REST {served}")
+            in_process = {
+                n: {**stack.env, "DISPATCH_THIN": "0"} for n, stack in stacks.items()
+            }
+            for n, stack in stacks.items():  # token, snapshot, caches; the counts
+                for env in (stack.env, stack.env, in_process[n]):
+                    _elapsed, out = wall(cli, env)
+                    listed = len(json.loads(out)["lanes"])
+                    served = len(clients[n].get("/lanes").json()["lanes"])
+                    if listed != n or served != n:
+                        raise RuntimeError(f"{n} lanes: list {listed}, REST {served}")
             rows: dict[str, list[float]] = {"python -c pass (s)": []}
             for n in COUNTS:
                 rows[f"dispatch list, {n} lanes (s)"] = []
+                rows[f"dispatch list in process, {n} lanes (s)"] = []
                 rows[f"GET /health, {n} lanes (ms)"] = []
                 rows[f"GET /lanes, {n} lanes (ms)"] = []
                 rows[f"GET /lanes?page_size={PAGE}, {n} lanes (ms)"] = []
@@ -156,6 +167,9 @@ def bench(rounds: int) -> dict[str, Any]:
                 for n, stack in stacks.items():
                     rows[f"dispatch list, {n} lanes (s)"].append(
                         wall(cli, stack.env)[0]
+                    )
+                    rows[f"dispatch list in process, {n} lanes (s)"].append(
+                        wall(cli, in_process[n])[0]
                     )
                 for n, client in clients.items():
                     paths = {
