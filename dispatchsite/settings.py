@@ -37,6 +37,9 @@ DISPATCH_WS_PING_TIMEOUT = env_int("DISPATCH_WS_PING_TIMEOUT", 10, minimum=1)
 DISPATCH_WS_TOKEN_RECHECK_SECONDS = env_int(
     "DISPATCH_WS_TOKEN_RECHECK_SECONDS", 2, minimum=1
 )
+# Journal events the worker holds in memory while the database refuses
+# writes (lanes.worker.journal_health); past it the newest are dropped.
+DISPATCH_JOURNAL_HOLD_LIMIT = env_int("DISPATCH_JOURNAL_HOLD_LIMIT", 50_000, minimum=1)
 DISPATCH_DELTA_COMPACT_AFTER_SECONDS = env_int(
     "DISPATCH_DELTA_COMPACT_AFTER_SECONDS", 3600, minimum=0
 )

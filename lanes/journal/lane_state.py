@@ -49,6 +49,9 @@ LaneSnapshot = tuple[tuple[Any, ...], datetime | None]
 # The params key of a turn/completed the worker journals for a turn it found
 # gone: {"reason": ..., "source": where the status came from}.
 RECOVERY_KEY = "dispatchRecovery"
+# Its `cause` when the turn's own events were dropped from the journal
+# (lanes.worker.gap_repair): the status is codex's, the turn was not cut off.
+GAP_CAUSE = "journal-gap"
 
 
 # -- the journal: in memory, saved once per batch ---------------------------------
@@ -95,7 +98,12 @@ def lane_apply_event(lane: Lane, event: LaneEvent | EventRow, now: datetime) -> 
         # A turn the worker found gone (lanes.worker.recovery.lost_turn_event)
         # was cut off by a crash or a restart, not stopped by anyone: it
         # says why, and does not hold the queue.
-        lost = status == "interrupted" and isinstance(params.get(RECOVERY_KEY), dict)
+        recovery = params.get(RECOVERY_KEY)
+        lost = (
+            status == "interrupted"
+            and isinstance(recovery, dict)
+            and recovery.get("cause") != GAP_CAUSE
+        )
         if status == "failed" or lost:
             lane.latest_error = (
                 (error.get("message") if isinstance(error, dict) else str(error))

@@ -76,6 +76,41 @@ def item_of(params: dict[str, Any]) -> str:
     return str(item.get("id", "")) if isinstance(item, dict) else ""
 
 
+# A message key (never journaled): write the message only while the journal
+# has no turn/completed for its turn. For events the worker writes for a
+# turn on codex's word, which the turn's own end may have overtaken.
+IF_TURN_OPEN = "_if_turn_open"
+
+
+def drop_settled(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` without IF_TURN_OPEN ones whose turn has ended; in a transaction."""
+    guarded = [
+        (thread_of(params), turn_of(params))
+        for m in messages
+        if m.get(IF_TURN_OPEN)
+        for params in [m.get("params") or {}]
+    ]
+    if not guarded:
+        return messages
+    ended = set(
+        LaneEvent.objects.filter(
+            thread_id__in={thread for thread, _ in guarded},
+            turn_id__in={turn for _, turn in guarded},
+            method=TURN_COMPLETED,
+        ).values_list("thread_id", "turn_id")
+    )
+    kept = []
+    for message in messages:
+        params = message.get("params") or {}
+        key = (thread_of(params), turn_of(params))
+        if message.get(IF_TURN_OPEN) and key in ended:
+            continue
+        if message.get("method") == TURN_COMPLETED:
+            ended.add(key)
+        kept.append(message)
+    return kept
+
+
 # Other processes journal dispatch's own events (lanes.journal.dispatch_events)
 # at max(seq) + 1, so the counter can be behind; a conflict reloads it.
 BATCH_ATTEMPTS = 5
@@ -107,6 +142,7 @@ def journal_write_batch_once(
     now = timezone.now()
     rows: list[EventRow] = []
     with transaction.atomic():
+        messages = drop_settled(messages)
         lanes = {
             lane.thread_id: lane
             for lane in Lane.objects.filter(

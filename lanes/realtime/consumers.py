@@ -46,6 +46,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from dispatchsite.core.errors import DispatchError
@@ -66,6 +67,11 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_INTERNAL = 1011
+# An alias naming no channel layer: channels then gives a socket no channel
+# of its own. Sockets are fed by the process's hub (lanes.realtime.hub); a
+# channel each would cost a Redis receive per socket, and channels ends the
+# socket with a traceback when that receive fails (a Redis restart).
+NO_OWN_CHANNEL = "dispatch-sockets-have-no-channel"
 # Sent beside each code, so a client can say why without a table of codes.
 CLOSE_REASONS = {
     CLOSE_BAD_REQUEST: "bad request",
@@ -144,6 +150,8 @@ def start_cursor(after: str, last_seq: int) -> int:
 class JournalStreamConsumer(AsyncWebsocketConsumer):
     """Streams the journal of one or more lanes over one socket."""
 
+    channel_layer_alias = NO_OWN_CHANNEL
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pump_task: asyncio.Task[None] | None = None
@@ -198,7 +206,7 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
         except (BadRequest, DispatchError):  # e.g. an ambiguous selector
             return CLOSE_BAD_REQUEST
         self.begin(cursors)
-        await lane_hub(self.channel_layer).subscribe(list(cursors), self)
+        await lane_hub(get_channel_layer()).subscribe(list(cursors), self)
         return None
 
     def begin(self, cursors: dict[str, int]) -> None:
@@ -241,7 +249,7 @@ class JournalStreamConsumer(AsyncWebsocketConsumer):
             if task is not None:
                 task.cancel()
         if self.cursors:
-            await lane_hub(self.channel_layer).unsubscribe(list(self.cursors), self)
+            await lane_hub(get_channel_layer()).unsubscribe(list(self.cursors), self)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None

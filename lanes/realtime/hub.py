@@ -12,6 +12,11 @@ serially, so a group member per socket would cost sockets x batches
 messages; the hub costs one per batch, and gives each socket every part it
 watches in one call, so a socket on many lanes sends one websocket message
 per batch.
+
+Sockets need the channel layer for nothing else, so a Redis restart does
+not touch them: while the hub cannot reach the layer (one warning line per
+outage, no traceback) its reconcile tick feeds them from the journal, and
+it rejoins the group as soon as Redis is back.
 """
 
 from __future__ import annotations
@@ -68,6 +73,10 @@ class LaneHub:
         # last seq at the previous reconcile tick.
         self.seen: dict[str, int] = {}
         self.committed: dict[str, int] = {}
+        # In JOURNAL_GROUP on the layer as it is now (a restarted Redis
+        # forgets groups), and whether an outage was already reported.
+        self.joined = False
+        self.layer_down = False
 
     async def subscribe(self, thread_ids: list[str], subscriber: Subscriber) -> None:
         """Return once batches published from now on reach `subscriber`."""
@@ -76,7 +85,9 @@ class LaneHub:
                 # The default prefix: channels_redis pops every process-local
                 # channel from one Redis list named after it.
                 self.channel = await self.layer.new_channel()
-                await self.layer.group_add(JOURNAL_GROUP, self.channel)
+                # Redis down: the receive loop joins once it is back, and
+                # the socket follows the journal meanwhile.
+                await self.join(self.channel)
                 self.tasks = [
                     asyncio.create_task(self.receive_loop(self.channel)),
                     asyncio.create_task(self.refresh_loop()),
@@ -96,25 +107,54 @@ class LaneHub:
                     self.committed.pop(thread_id, None)
             if self.subscribers or self.channel is None:
                 return
-            await self.layer.group_discard(JOURNAL_GROUP, self.channel)
             for task in self.tasks:
                 task.cancel()
             self.tasks = []
-            self.channel = None
+            channel, self.channel = self.channel, None
+            try:
+                await self.layer.group_discard(JOURNAL_GROUP, channel)
+            except Exception as exc:  # Redis down: it expires the member
+                self.layer_lost("leaving the journal group", exc)
+            self.joined = False
+
+    async def join(self, channel: str) -> bool:
+        try:
+            await self.layer.group_add(JOURNAL_GROUP, channel)
+        except Exception as exc:
+            self.layer_lost("joining the journal group", exc)
+            self.joined = False
+            return False
+        self.joined = True
+        if self.layer_down:
+            self.layer_down = False
+            log.info("lane hub: the channel layer is back; live again")
+        return True
+
+    def layer_lost(self, doing: str, exc: Exception) -> None:
+        """Say once per outage that the layer is gone: sockets carry on."""
+        if not self.layer_down:
+            self.layer_down = True
+            log.warning(
+                "lane hub lost the channel layer (%s: %s); websockets follow"
+                " the journal until it is back",
+                doing,
+                exc,
+            )
 
     async def receive_loop(self, channel: str) -> None:
         while True:
+            if not self.joined and not await self.join(channel):
+                await asyncio.sleep(0.5)
+                continue
             try:
                 message = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarting: sockets refill gaps
-                log.warning("lane hub receive failed: %s", exc)
+                self.layer_lost("receiving", exc)
+                # A restarted Redis forgot the group: join it again.
+                self.joined = False
                 await asyncio.sleep(0.5)
-                try:  # a restarted Redis forgot the group: join it again
-                    await self.layer.group_add(JOURNAL_GROUP, channel)
-                except Exception:  # still down: the next receive fails too
-                    pass
                 continue
             if message.get("type") == "lanes.events":
                 self.dispatch(message.get("batches") or [])
@@ -164,7 +204,7 @@ class LaneHub:
             async with self.lock:
                 if self.channel is None:
                     return
-                await self.layer.group_add(JOURNAL_GROUP, self.channel)
+                await self.join(self.channel)
 
 
 # One hub per event loop (tests run one loop each; daphne has one).

@@ -44,6 +44,7 @@ from lanes.journal.writer import (
 )
 from lanes.turns import turn_start_params
 from lanes.worker import recovery
+from lanes.worker.gap_repair import gap_turn_events
 from lanes.worker.gateway import command_channel
 from lanes.worker.held import ServerRequestDesk
 from lanes.worker.journal_health import JournalKeeper, announce
@@ -101,6 +102,7 @@ class Worker:
         self.journal = JournalKeeper(
             write=lambda batch: db(journal_write_batch)(batch, self.counter),
             written=self.journaled,
+            reconcile=lambda lost: gap_turn_events(self.client, lost),
         )
 
     # -- lifecycle ---------------------------------------------------------

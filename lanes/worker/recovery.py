@@ -160,6 +160,16 @@ async def turn_read_back(
     client: AppServerClient | None, thread_id: str, turn_id: str
 ) -> dict[str, Any] | None:
     """The turn as codex reports it now, or None when it cannot say."""
+    for turn in await turns_read_back(client, thread_id) or []:
+        if turn.get("id") == turn_id:
+            return turn
+    return None
+
+
+async def turns_read_back(
+    client: AppServerClient | None, thread_id: str
+) -> list[dict[str, Any]] | None:
+    """The thread's latest turns as codex reports them (newest first), or None."""
     if client is None:
         return None
     try:
@@ -171,7 +181,4 @@ async def turn_read_back(
     except Exception as exc:  # e.g. a thread whose rollout is gone
         log.info("turns/list %s: %s", thread_id, exc)
         return None
-    for turn in page.get("data") or []:
-        if isinstance(turn, dict) and turn.get("id") == turn_id:
-            return turn
-    return None
+    return [turn for turn in page.get("data") or [] if isinstance(turn, dict)]

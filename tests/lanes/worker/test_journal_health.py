@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.db import OperationalError, connection
 
-from lanes.journal.writer import JournalResult, SeqCounter, journal_write_batch
+from lanes.appserver.client import AppServerClient
+from lanes.journal.writer import (
+    IF_TURN_OPEN,
+    JournalResult,
+    SeqCounter,
+    journal_write_batch,
+)
 from lanes.models import Lane, LaneEvent
 from lanes.services import lane_register
-from lanes.worker.journal_health import JOURNAL_GAP, JournalKeeper
+from lanes.worker.gap_repair import gap_event, lane_gap_events
+from lanes.worker.journal_health import JOURNAL_GAP, JournalKeeper, LostTurns
 
 READ_ONLY = "attempt to write a readonly database"
 
@@ -49,10 +56,33 @@ def delta(n: int, turn: str = "t1") -> dict[str, Any]:
     }
 
 
+class StubAppServer:
+    """Answers thread/turns/list with `turns`, or fails like a dead app-server."""
+
+    def __init__(self, turns: list[dict[str, Any]] | None) -> None:
+        self.turns = turns
+        self.asked: list[tuple[str, dict[str, Any]]] = []
+
+    async def request(self, method: str, params: dict[str, Any], **_: Any) -> Any:
+        self.asked.append((method, params))
+        if self.turns is None:
+            raise ConnectionError("app-server gone")
+        return {"data": self.turns, "nextCursor": None}
+
+
 class Harness:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, app_server: StubAppServer | None = None) -> None:
         self.counter = SeqCounter()
         self.published: list[JournalResult] = []
+        client = cast(AppServerClient, app_server)
+
+        async def reconcile(lost: dict[str, LostTurns]) -> list[dict[str, Any]]:
+            # gap_turn_events without asyncio.gather: run_inline has no loop.
+            return [
+                message
+                for thread_id, turns in lost.items()
+                for message in await lane_gap_events(client, thread_id, turns)
+            ]
 
         async def write(batch: list[dict[str, Any]]) -> JournalResult:
             return journal_write_batch(batch, self.counter)
@@ -60,7 +90,9 @@ class Harness:
         async def written(result: JournalResult) -> None:
             self.published.append(result)
 
-        self.keeper = JournalKeeper(write=write, written=written, limit=limit)
+        self.keeper = JournalKeeper(
+            write=write, written=written, limit=limit, reconcile=reconcile
+        )
 
     def write(self, batch: list[dict[str, Any]]) -> None:
         run_inline(self.keeper.write(batch))
@@ -157,3 +189,86 @@ def test_it_follows_lane_state_from_held_events(lane: Lane) -> None:
     assert (lane.latest_turn_id, lane.latest_turn_status) == ("t9", "completed")
     (gap,) = [p for _s, m, p in journal() if m == JOURNAL_GAP]
     assert gap["writtenLate"] == 2 and gap["lost"] == 0
+
+
+def turn_message(method: str, turn_id: str, **turn: Any) -> dict[str, Any]:
+    return {
+        "method": method,
+        "params": {"threadId": "thread-ro", "turn": {"id": turn_id, **turn}},
+    }
+
+
+FAILED = {"status": "failed", "error": {"message": "provider said no"}}
+
+
+@pytest.mark.parametrize(
+    ("turns", "source"),
+    [
+        ([{"id": "t5", "durationMs": 1234, **FAILED}], "thread/turns/list"),
+        (None, "dropped event"),  # the app-server cannot say: the event did
+    ],
+)
+def test_it_sets_the_lane_from_a_turn_end_dropped_in_the_gap(
+    lane: Lane, turns: list[dict[str, Any]] | None, source: str
+) -> None:
+    app_server = StubAppServer(turns)
+    harness = Harness(limit=2, app_server=app_server)
+    harness.write([turn_message("turn/started", "t5", status="inProgress")])
+    lane.refresh_from_db()
+    assert (lane.status, lane.active_turn_id) == ("busy", "t5")
+    with read_only():
+        harness.write([delta(1, "t5"), delta(2, "t5"), delta(3, "t5")])
+        harness.write([turn_message("turn/completed", "t5", **FAILED)])
+    harness.resume()
+
+    lane.refresh_from_db()
+    assert (lane.status, lane.active_turn_id) == ("error", "")
+    assert (lane.latest_turn_id, lane.latest_turn_status) == ("t5", "failed")
+    assert lane.latest_error == "provider said no"
+    assert lane.queue_held  # a failed turn holds the queue, as always
+    assert [m for m, _p in app_server.asked] == ["thread/turns/list"]
+    methods = [m for _s, m, _p in journal()]
+    assert methods[-2:] == [JOURNAL_GAP, "turn/completed"]
+    gap, end = journal()[-2][2], journal()[-1][2]
+    assert gap["lostTurnEnds"] == ["t5"] and gap["lost"] == 2
+    assert end["turn"]["status"] == "failed"
+    assert end["dispatchRecovery"]["source"] == source
+    assert end["dispatchRecovery"]["cause"] == "journal-gap"
+    if turns is not None:
+        assert end["turn"]["durationMs"] == 1234
+    # Published like any other row: websockets get the end too.
+    published = [row.method for r in harness.published for row in r.rows]
+    assert published[-1] == "turn/completed"
+
+
+def test_it_starts_a_turn_the_gap_hid_that_still_runs(lane: Lane) -> None:
+    running = {"id": "t6", "status": "inProgress", "error": None}
+    harness = Harness(limit=1, app_server=StubAppServer([running]))
+    with read_only():
+        harness.write([delta(0, "t6"), turn_message("turn/started", "t6")])
+    harness.resume()
+    lane.refresh_from_db()
+    assert (lane.status, lane.active_turn_id, lane.latest_turn_id) == (
+        "busy",
+        "t6",
+        "t6",
+    )
+    assert journal()[-1][1] == "turn/started"
+
+
+def test_it_skips_a_read_back_event_the_turns_own_end_overtook(lane: Lane) -> None:
+    counter = SeqCounter()
+    done = turn_message("turn/completed", "t7", status="completed", error=None)
+    journal_write_batch([done], counter)
+    late = gap_event(
+        "turn/started",
+        "thread-ro",
+        {"id": "t7", "status": "inProgress"},
+        source="thread/turns/list",
+    )
+    assert late[IF_TURN_OPEN] is True
+    result = journal_write_batch([late], counter)
+    assert result.rows == []
+    lane.refresh_from_db()
+    assert (lane.status, lane.active_turn_id) == ("idle", "")
+    assert [m for _s, m, _p in journal()] == ["turn/completed"]

@@ -4,7 +4,9 @@ Each fault lands mid-turn, against the fake and the real codex app-server
 (mock Responses server). The supervisor brings the component back; a message
 queued during the outage is delivered once it is over; a websocket client
 that reconnects with `?after=<last seq>` ends with every event of the lane
-exactly once; the turn completes and is journaled.
+exactly once; the turn completes and is journaled. A Redis restart does not
+even cut the websocket: the web server says so in one warning line, no
+traceback, and feeds the socket from the journal until Redis is back.
 """
 
 from __future__ import annotations
@@ -222,6 +224,12 @@ def test_it_survives_a_component_kill_mid_turn(
     assert [json.loads(p)["turn"]["status"] for (p,) in ends] == ["completed"]
     if component == "web":
         assert watcher.connections >= 2, "the websocket was never cut off"
+    if component == "redis":
+        assert watcher.connections == 1, "the Redis restart cut the websocket"
+        web_log = (stack.home / "logs" / "web.log").read_text(errors="replace")
+        assert "Traceback" not in web_log, web_log[-3000:]
+        lost = [line for line in web_log.splitlines() if "lost the channel" in line]
+        assert len(lost) == 1, web_log[-3000:]
     status = stack.cli_ok("daemon", "status")["daemon"]
     assert status["components"][component]["restarts"] >= 1
     assert {c["status"] for c in status["components"].values()} == {"up"}
