@@ -87,6 +87,10 @@ def _environ(scope: Scope, body: IO[bytes]) -> dict[str, Any]:
             name = "HTTP_" + name
         value = raw_value.decode("latin1")
         environ[name] = f"{environ[name]},{value}" if name in environ else value
+    # daphne has the whole body (a chunked upload included): say how long it
+    # is, as Django's WSGI request reads no further than CONTENT_LENGTH.
+    environ["CONTENT_LENGTH"] = str(body.seek(0, 2))
+    body.seek(0)
     return environ
 
 
@@ -119,7 +123,6 @@ class PooledWsgi:
                 body.write(message.get("body", b""))
                 if not message.get("more_body"):
                     break
-            body.seek(0)
             respond = self.wait if scope["path"].endswith("/watch") else self.work
             status, headers, content = await respond(scope, body)
         await send(

@@ -3,6 +3,7 @@ through daphne as `dispatch up` serves it."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from dispatchsite.surfaces.http_pool import WORK_THREADS
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_for
 
 
 @pytest.fixture
@@ -84,3 +85,30 @@ def test_it_passes_bodies_headers_and_query_strings_through(stack: Stack) -> Non
     refused = httpx.get(stack.web_url + "/api/v1/lanes")  # type: ignore[operator]
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.e2e
+def test_it_reads_a_chunked_body_whole(stack: Stack) -> None:
+    http = client(stack)
+    lane = stack.cli_ok("new", "--name", "chunked", "--text", "hello")
+    stack.wait_lane(lane["id"], turn_completed)
+
+    def chunks() -> Any:
+        yield b'{"text": "split '
+        yield b'across chunks", "mode": "queue"}'
+
+    sent = http.post(
+        f"/lanes/{lane['ref']}/send",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert sent.status_code == 200, sent.text
+    # An idle lane delivers the queued message at once: the model answers it.
+    wait_for(
+        lambda: (
+            "to: split across chunks"
+            in json.dumps(http.get(f"/lanes/{lane['ref']}/transcript").json())
+        ),
+        timeout=30,
+        what="the reply to the chunked message",
+    )
