@@ -384,13 +384,16 @@ class WorkerLease(models.Model):
 
     host = models.CharField(max_length=100, unique=True)
     pid = models.IntegerField()
+    # Where `pid` means that process (lanes.worker.lease.machine_identity):
+    # only there can a dead holder be told from a slow one.
+    machine = models.CharField(max_length=200, blank=True, default="")
     app_server_pid = models.IntegerField(null=True, blank=True)
     app_server_version = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
-        return f"worker {self.host} (pid {self.pid})"
+        return f"worker {self.host} (pid {self.pid} on {self.machine or '?'})"
 
     def is_fresh(self, *, seconds: float = 15.0) -> bool:
         return (timezone.now() - self.heartbeat_at).total_seconds() < seconds

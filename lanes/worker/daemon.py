@@ -48,6 +48,7 @@ from lanes.worker.gap_repair import gap_turn_events
 from lanes.worker.gateway import command_channel
 from lanes.worker.held import ServerRequestDesk
 from lanes.worker.journal_health import JournalKeeper, announce
+from lanes.worker.lease import HostLease
 from lanes.worker.queue import (
     lanes_with_pending,
     queued_message_claim_next,
@@ -81,6 +82,7 @@ class Worker:
     def __init__(self, *, host: str) -> None:
         self.host = host
         self.channel = command_channel(host)
+        self.lease = HostLease(host=host)
         self.client: AppServerClient | None = None
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -111,7 +113,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        await db(recovery.worker_lease_claim)(host=self.host, pid=os.getpid())
+        # Before anything that acts for the host: a refused worker touches nothing.
+        await db(self.lease.claim)()
         background = [
             asyncio.create_task(self.supervise_app_server()),
             asyncio.create_task(self.journal_loop()),
@@ -130,8 +133,10 @@ class Worker:
         await self.journal.stop()
         background[1].cancel()
         await self.rpc.close()
-        await db(recovery.worker_lease_release)(host=self.host, pid=os.getpid())
+        await db(self.lease.release)()
         worker_state_file(self.host).unlink(missing_ok=True)
+        if self.lease.lost is not None:  # exit non-zero, saying who holds it
+            raise self.lease.lost
 
     async def supervise_app_server(self) -> None:
         backoff = 0.2
@@ -468,14 +473,14 @@ class Worker:
     async def write_heartbeat(self) -> None:
         status = self.status()
         try:
-            await db(recovery.worker_lease_beat)(
-                host=self.host,
-                pid=os.getpid(),
+            await db(self.lease.beat)(
                 app_server_pid=status["app_server_pid"] if status["ready"] else None,
                 app_server_version=status["app_server_version"] or "",
             )
         except DatabaseError as exc:  # the state file still tells `status`
             log.warning("worker lease heartbeat failed: %s", exc)
+        if self.lease.lost is not None:  # another worker serves the host now
+            return self.stopping.set()
         if not self.ready.is_set():
             return
         path = worker_state_file(self.host)

@@ -1,6 +1,6 @@
-"""What the worker does when it or its app-server (re)starts: its lease,
-the lanes to resume, in-flight queue rows, and turns the old app-server took
-with it."""
+"""What the worker does when it or its app-server (re)starts: the lanes to
+resume, in-flight queue rows, and turns the old app-server took with it
+(its lease on the host is lanes.worker.lease)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.utils import timezone
 from lanes.appserver.client import AppServerClient
 from lanes.appserver.protocol import THREAD_TURNS_LIST, TURN_COMPLETED
 from lanes.journal.lane_state import RECOVERY_KEY
-from lanes.models import Lane, QueuedMessage, WorkerLease
+from lanes.models import Lane, QueuedMessage
 
 # Statuses a turn can end with (turn/completed); anything else read back
 # for a turn that is gone (inProgress in a fresh app-server) means it was cut.
@@ -22,31 +22,6 @@ FINAL_TURN_STATUSES = ("completed", "failed", "interrupted")
 READ_BACK_SECONDS = 5.0
 
 log = logging.getLogger("dispatch.worker")
-
-
-def worker_lease_claim(*, host: str, pid: int) -> None:
-    WorkerLease.objects.update_or_create(
-        host=host,
-        defaults={
-            "pid": pid,
-            "started_at": timezone.now(),
-            "heartbeat_at": timezone.now(),
-        },
-    )
-
-
-def worker_lease_beat(
-    *, host: str, pid: int, app_server_pid: int | None, app_server_version: str
-) -> None:
-    WorkerLease.objects.filter(host=host, pid=pid).update(
-        heartbeat_at=timezone.now(),
-        app_server_pid=app_server_pid,
-        app_server_version=app_server_version,
-    )
-
-
-def worker_lease_release(*, host: str, pid: int) -> None:
-    WorkerLease.objects.filter(host=host, pid=pid).delete()
 
 
 def lanes_to_resume(*, host: str) -> list[str]:
