@@ -176,13 +176,14 @@ def turn_notifications(
 def firehose(total: int, thread_ids: list[str], seed: int = 7) -> list[dict[str, Any]]:
     """Turns of all lanes interleaved, `total` notifications in all."""
     rng = random.Random(seed)
-    streams = [iter(()) for _ in thread_ids]
+    empty: list[dict[str, Any]] = []
+    streams = [iter(empty) for _ in thread_ids]
     counters = [0] * len(thread_ids)
     out: list[dict[str, Any]] = []
     while len(out) < total:
         i = rng.randrange(len(thread_ids))
         try:
-            out.append(next(streams[i]))  # type: ignore[call-overload]
+            out.append(next(streams[i]))
         except StopIteration:
             counters[i] += 1
             streams[i] = iter(turn_notifications(rng, thread_ids[i], counters[i]))

@@ -5,7 +5,9 @@
     thin client answers it over REST without Django), next to the floors it
     sits on: bare `python -c pass` and `django.setup()` alone, and next to
     the same `dispatch list` run in process (DISPATCH_THIN=0, the path when
-    no daemon runs).
+    no daemon runs); and `dispatch send --queue` both ways (a write; queue
+    mode as this section runs no worker to start a turn: the message waits
+    in the lane's queue, a private Redis takes the wake-up publish).
 (b) REST `send` latency (POST /api/v1/lanes/{lane}/send through daphne,
     the channel layer and the worker) next to a direct `turn/start` on a
     separately spawned app-server, both with the REAL codex binary against
@@ -13,8 +15,8 @@
     threads (each turn finishes before the next request).
 
 Prints a table and a JSON document (`--json-out FILE` also writes it).
-Targets (issue 15): list median <= 0.15 s; REST send median within 10 ms of
-direct. Scale rows (1,000 lanes, RSS) are in bench/bench_scale.py.
+Targets (issue 15): list median <= 0.15 s, CLI send <= 0.2 s; REST send
+median within 10 ms of direct. Scale rows (1,000 lanes, RSS): bench_scale.py.
 No assertions: this reports, CI does not gate on it.
 
     .venv/bin/python bench/bench_lanes.py [--runs 15] [--sends 30] [--skip-rest]
@@ -41,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 LIST_TARGET_S = 0.15
+SEND_CLI_TARGET_S = 0.2
 SEND_BUDGET_MS = 10.0
 
 
@@ -106,6 +109,23 @@ def timed_run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
+def redis_server(run: Path) -> Iterator[None]:
+    """The daemon's channel layer (run/redis.sock), as `dispatch up` starts it."""
+    from tests.support.stack import redis_argv, wait_for
+
+    sock = run / "redis.sock"
+    proc = subprocess.Popen(
+        redis_argv(sock), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(sock.exists, timeout=30, what="redis")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
 def web_server(env: dict[str, str]) -> Iterator[str]:
     """daphne on the bench's home (as `dispatch up` runs it); its URL."""
     import socket
@@ -154,12 +174,13 @@ def bench_list(runs: int, lanes: int) -> dict[str, Any]:
         # The daemon's web server, recorded where `dispatch up` records it:
         # `dispatch <read verb>` goes over REST (dispatchsite.thin); "list,
         # in process" is the path without it.
+        stack.enter_context(redis_server(home / "run"))
         url = stack.enter_context(web_server(local))
         state = home / "run" / "supervisor.json"
         state.write_text(json.dumps({"url": url}))
         env = local
-        # The first call makes the local token (run/mcp-token), the second
-        # caches the CLI snapshot.
+        # The first call makes the local CLI token (run/cli-token), the
+        # second caches the CLI snapshot.
         for _ in range(2):
             subprocess.run(
                 [sys.executable, "-m", "dispatchsite.cli", "list"],
@@ -178,15 +199,20 @@ def bench_list(runs: int, lanes: int) -> dict[str, Any]:
         count = len(json.loads(listed.stdout)["lanes"])
         if count != lanes:
             raise RuntimeError(f"`dispatch list` returned {count} lanes, not {lanes}")
+        cli = [sys.executable, "-m", "dispatchsite.cli"]
+        send = [*cli, "send", "lane-000", "bench message", "--queue"]
         commands: dict[str, list[str]] = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "django.setup()": [sys.executable, "-c", "import django; django.setup()"],
-            "dispatch --help": [sys.executable, "-m", "dispatchsite.cli", "--help"],
-            "dispatch list": [sys.executable, "-m", "dispatchsite.cli", "list"],
-            "list, in process": [sys.executable, "-m", "dispatchsite.cli", "list"],
+            "dispatch --help": [*cli, "--help"],
+            "dispatch list": [*cli, "list"],
+            "list, in process": [*cli, "list"],
+            "dispatch send -q": send,
+            "send, in process": send,
         }
         envs = {name: env for name in commands}
         envs["list, in process"] = {**env, "DISPATCH_THIN": "0"}
+        envs["send, in process"] = {**env, "DISPATCH_THIN": "0"}
         samples: dict[str, list[float]] = {name: [] for name in commands}
         cpu: dict[str, list[float]] = {name: [] for name in commands}
         timed_run(commands["dispatch list"], env)  # warm the page cache
@@ -203,6 +229,8 @@ def bench_list(runs: int, lanes: int) -> dict[str, Any]:
         "cpu_seconds": {name: summary(values) for name, values in cpu.items()},
         "target_median_s": LIST_TARGET_S,
         "met": median(samples["dispatch list"]) <= LIST_TARGET_S,
+        "send_target_median_s": SEND_CLI_TARGET_S,
+        "send_met": median(samples["dispatch send -q"]) <= SEND_CLI_TARGET_S,
     }
 
 
@@ -410,6 +438,10 @@ def table(report: dict[str, Any]) -> str:
             )
         verdict = "met" if listing["met"] else "NOT met"
         lines.append(f"target: dispatch list median <= {LIST_TARGET_S} s: {verdict}")
+        verdict = "met" if listing["send_met"] else "NOT met"
+        lines.append(
+            f"target: dispatch send median <= {SEND_CLI_TARGET_S} s: {verdict}"
+        )
         lines.append("")
     send = report.get("send")
     if send and "skipped" not in send:

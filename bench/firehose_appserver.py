@@ -71,7 +71,7 @@ def answer(method: str, params: dict[str, Any]) -> Any:
         }
     if method == "thread/start":
         thread_id = str(uuid.uuid4())
-        thread = {
+        thread: dict[str, Any] = {
             "id": thread_id,
             "cwd": params.get("cwd") or "/",
             "status": {"type": "idle"},
@@ -87,7 +87,7 @@ def answer(method: str, params: dict[str, Any]) -> Any:
             "cwd": thread["cwd"],
         }
     if method == "turn/start":
-        turn = {
+        turn: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "items": [],
             "status": "inProgress",

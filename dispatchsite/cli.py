@@ -62,12 +62,10 @@ def main() -> None:
     status = dispatch_main(argv)
     if declined is not None and declined.token_wanted:
         # The daemon is up but this user has no token for it yet: make the
-        # local one (as `dispatch mcp` does) so the next call goes thin.
-        from dispatchsite.surfaces.daemon import resolve_token
+        # local CLI's one so the next call goes thin.
+        from dispatchsite.surfaces.daemon import resolve_cli_token
 
-        # The thin client reads only the file, never $DISPATCH_TOKEN.
-        os.environ.pop("DISPATCH_TOKEN", None)
-        resolve_token(declined.refused)
+        resolve_cli_token(declined.refused)
     sys.exit(status)
 
 

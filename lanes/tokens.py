@@ -40,6 +40,12 @@ DURATION = re.compile(r"(\d+)\s*([smhdw])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 EXPIRES_FORMS = "a duration (30m, 12h, 7d, 2w) or an ISO-8601 time"
 
+# The local CLI's own token (run/cli-token, made by dispatchsite.surfaces.
+# daemon): REST runs its calls as the in-process CLI would (surface "cli",
+# the daemon's OS user, the only one who can read that 0600 file), so no
+# other token may take its name.
+CLI_TOKEN_NAME = "cli-local"
+
 # Input fields through which an op names the lane it acts on.
 LANE_FIELDS = ("lane", "old", "target")
 # Reads that name no lane, answered in full to a lane-scoped token because
@@ -120,11 +126,22 @@ def api_token_create(
     read_only: bool = False,
     lanes: Iterable[str] = (),
     expires: str | None = None,
+    cli: bool = False,
 ) -> tuple[ApiToken, str]:
-    """Create a token; the raw value is returned once and never stored."""
-    name = name.strip()
+    """Create a token; the raw value is returned once and never stored.
+
+    `cli` makes the local CLI's token (full scope, never expiring), the only
+    way to a token named CLI_TOKEN_NAME."""
+    name = CLI_TOKEN_NAME if cli else name.strip()
     if not name:
         raise ValidationError("token name must not be empty", hint="pass a name")
+    if name == CLI_TOKEN_NAME and not cli:
+        raise ValidationError(
+            f"the token name {name!r} is reserved for the local CLI",
+            hint="pick another name",
+        )
+    if cli and (read_only or lanes or expires is not None):
+        raise ValidationError("the local CLI's token has full scope")
     lane_ids = scope_lanes(lanes)
     expires_at = token_expiry(expires) if expires is not None else None
     existing = ApiToken.objects.filter(name=name).first()
@@ -220,6 +237,16 @@ def api_token_as_dict(token: ApiToken) -> dict[str, object]:
         "expired": expired,
         "active": token.revoked_at is None and not expired,
     }
+
+
+def token_is_cli(token: ApiToken) -> bool:
+    """Whether REST runs this token's calls as the local CLI's."""
+    return (
+        token.name == CLI_TOKEN_NAME
+        and not token.read_only
+        and token.lane_ids is None
+        and token.expires_at is None
+    )
 
 
 def token_user(raw: str | None) -> ApiToken | None:

@@ -16,12 +16,14 @@ import argparse
 import functools
 import hashlib
 import json
+import os
 from typing import Any
 
 from dispatchsite.core.registry import Op, load_ops
 from dispatchsite.surfaces.cli import Node, build_parser, field_extra
+from dispatchsite.surfaces.cli_env import env_digest
 
-FORMAT = 1
+FORMAT = 2
 # Action classes the thin parser can rebuild; a node holding another (a
 # surface command's custom action) is parsed in process instead.
 KINDS = {
@@ -96,23 +98,42 @@ def parser_data(parser: argparse.ArgumentParser) -> dict[str, Any]:
 # --dir .`, `history --cwd`, `new --cwd`): a call that names one runs in
 # process, where that is the caller's.
 LOCAL_FIELDS = {"cwd", "dir", "directory", "repo"}
+# Ops whose handler takes a missing `cwd` to be the CLI's own directory
+# (lanes.services.validation.caller_cwd): the thin client sends its cwd, as
+# the daemon's own means nothing to the caller. tests/surfaces/
+# test_thin_parity.py checks this against the handlers.
+CALLER_CWD_OPS = frozenset({"new", "new_plan"})
 
 
 def op_data(op: Op) -> dict[str, Any]:
     fields = op.input.model_fields
-    files = [n for n, info in fields.items() if field_extra(info).get("cli_path")]
+    files = {
+        name: {
+            "if_exists": field_extra(info)["cli_path"] == "if_exists",
+            "stdin": bool(field_extra(info).get("cli_stdin")),
+        }
+        for name, info in fields.items()
+        if field_extra(info).get("cli_path")
+    }
     return {
         "id": op.id,
         "cli": op.cli,
+        "summary": op.summary,
         "switch": op.cli_switch,
         "intent": op.intent,
         "positionals": list(op.positionals),
         "required": [n for n, f in fields.items() if f.is_required()],
-        # Reads only: a write over REST would be audited as the token's, not
-        # the CLI user's. Ops that read the caller's files (or default to
-        # its cwd, as `new --dry-run`) run in process.
-        "thin": op.intent == "read" and not files,
+        # REST runs the local CLI token's calls as the CLI's (surface "cli",
+        # the OS user), so writes are audited the same. But a launch (`new`)
+        # may create a worktree, stage files in the caller's tree and run
+        # the workspace setup script: in process with the caller's
+        # environment and umask, in the daemon with its own (owner-only), so
+        # it stays in process. Its dry run only reads.
+        "thin": not (op.id in CALLER_CWD_OPS and op.intent != "read"),
         "local_fields": sorted(LOCAL_FIELDS & set(fields)),
+        # Path fields made absolute in the caller's cwd (`-`: stdin, sent).
+        "files": files,
+        "caller_cwd": op.id in CALLER_CWD_OPS,
     }
 
 
@@ -148,6 +169,7 @@ def build_snapshot(version: str) -> dict[str, Any]:
         "version": version,
         "nodes": {" ".join(path): node_data(node) for path, node in nodes.items()},
         "ops": {op.id: op_data(op) for op in ops},
+        "env": env_digest(os.environ),
         # For `dispatch schema` and `dispatch completion`; the client keeps
         # them in a file of their own, as no other verb reads them.
         "docs": {

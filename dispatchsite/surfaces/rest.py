@@ -35,9 +35,10 @@ from ninja import Body, Path, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict, create_model
 
 from dispatchsite.core.errors import NotFoundError, ValidationError
-from dispatchsite.core.origin import Origin
+from dispatchsite.core.origin import Origin, local_user
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
 from dispatchsite.surfaces.auth import request_scope
+from dispatchsite.surfaces.daemon import is_cli_token
 
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 # The hash of the CLI snapshot a thin client parsed with (dispatchsite.thin).
@@ -45,6 +46,9 @@ SNAPSHOT_HEADER = "X-Dispatch-Cli-Snapshot"
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 PATH_FIELD = re.compile(r"{(\w+)}")
 PATH_SEGMENT_MAX = 1024
+# Internal fields the local CLI fills itself and may send (the stdin it read
+# for a `-` path: dispatchsite.surfaces.cli.file_params).
+CLI_INTERNAL = frozenset({"stdin"})
 
 
 class ErrorBody(Schema):
@@ -79,9 +83,14 @@ def json_response(data: Any, status: int = 200) -> HttpResponse:
 
 def op_context(request: HttpRequest) -> Origin:
     token = getattr(request, "auth", None)
+    caller = request.headers.get(CALLER_HEADER) or None
+    if token is not None and is_cli_token(token):
+        # The thin `dispatch` client: its token is readable only by the OS
+        # user the daemon runs as, so the call is that user's CLI call.
+        return Origin(surface="cli", actor=local_user(), caller_thread_id=caller)
     return Origin(
         surface="rest",
-        caller_thread_id=request.headers.get(CALLER_HEADER) or None,
+        caller_thread_id=caller,
         actor=f"token:{token.name}" if token is not None else "",
     )
 
@@ -228,7 +237,7 @@ def make_view(op: Op) -> Callable[..., HttpResponse]:
     return view
 
 
-def generic_params(op: Op, body: Any) -> dict[str, Any]:
+def generic_params(op: Op, body: Any, origin: Origin) -> dict[str, Any]:
     if body is None:
         return {}
     if not isinstance(body, dict):
@@ -236,7 +245,8 @@ def generic_params(op: Op, body: Any) -> dict[str, Any]:
             f"the body of POST /ops/{op.id} must be a JSON object of its input",
             hint=f"see `dispatch schema {op.id}`",
         )
-    internal = sorted(internal_fields(op.input) & body.keys())
+    allowed = CLI_INTERNAL if origin.surface == "cli" else frozenset()
+    internal = sorted((internal_fields(op.input) - allowed) & body.keys())
     if internal:
         raise ValidationError(
             f"{', '.join(internal)}: internal field(s) cannot be sent",
@@ -254,7 +264,7 @@ def run_any_op(request: HttpRequest, op_id: str) -> HttpResponse:
         body = json.loads(request.body) if request.body else None
     except ValueError as exc:
         raise ValidationError(f"the request body is not JSON: {exc}") from None
-    params = generic_params(op, body)
+    params = generic_params(op, body, op_context(request))
     return run_scoped(request, op.id, params)
 
 

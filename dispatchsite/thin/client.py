@@ -2,18 +2,20 @@
 
 Where: the URL `dispatch up` recorded in run/supervisor.json (this home's
 own daemon, whose database the in-process CLI would read). Token:
-run/mcp-token (the local token `dispatch mcp` and `watch --follow` use; the
-in-process CLI creates it when it is missing, see dispatchsite.cli).
-$DISPATCH_URL and $DISPATCH_TOKEN are for clients of another dispatch and
-are not used here. The snapshot is cached in
-run/cli-snapshot.json (0600) and sent back by hash with each call; the
-daemon answers 412 when its registry differs, and the client fetches the
-new snapshot and parses again.
+run/cli-token (0600; the in-process CLI creates it when it is missing, see
+dispatchsite.cli and dispatchsite.surfaces.daemon.resolve_cli_token). REST
+runs that token's calls as the in-process CLI's: surface "cli", the OS user
+as actor, so reads and writes answer and audit the same. $DISPATCH_URL and
+$DISPATCH_TOKEN are for clients of another dispatch and are not used here.
+The snapshot is cached in run/cli-snapshot.json (0600) and sent back by
+hash with each call; the daemon answers 412 when its registry differs, and
+the client fetches the new snapshot and parses again.
 
 Output and errors are written exactly as the in-process CLI writes them:
 the REST error body is the same `error.as_dict()`, and a result is the
 same JSON re-indented. Anything else returns a `Declined` and the caller
-runs the verb in process.
+runs the verb in process; never once a write has been sent (it may have
+run), except when the daemon refused it unrun (401, 412).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from dispatchsite.core.errors import DispatchError, ValidationError
+from dispatchsite.surfaces.cli_env import env_digest
 from dispatchsite.surfaces.formatting import output_format, table_text
 from dispatchsite.thin import docs
 from dispatchsite.thin.docs import DOCS_FILE, read_docs
+from dispatchsite.thin.inputs import Kept, confirm_destroy, file_params
 from dispatchsite.thin.parser import (
     CliUsageError,
     Fallback,
@@ -42,7 +46,8 @@ from dispatchsite.thin.parser import (
 )
 
 SNAPSHOT_FILE = "cli-snapshot.json"
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+TOKEN_FILE = "cli-token"
 SNAPSHOT_HEADER = "X-Dispatch-Cli-Snapshot"
 CALLER_HEADER = "X-Dispatch-Caller-Thread-Id"
 CONNECT_TIMEOUT_S = 2.0
@@ -77,11 +82,16 @@ def base_url(run: Path) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+class NotSent(OSError):
+    """No connection: the daemon never saw the request."""
+
+
 def local_token(run: Path) -> str | None:
-    """The local token (full scope). Not $DISPATCH_TOKEN: a narrower token
-    would narrow what the in-process CLI shows in full."""
+    """The local CLI's token. Not $DISPATCH_TOKEN: another token would be
+    audited as itself, and a narrower one would narrow what the in-process
+    CLI shows in full."""
     try:
-        return (run / "mcp-token").read_text(encoding="utf-8").strip() or None
+        return (run / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
 
@@ -113,7 +123,10 @@ class Daemon:
                 self.host, self.port, timeout=CONNECT_TIMEOUT_S
             )
         try:
-            connection.connect()
+            try:
+                connection.connect()
+            except OSError as exc:
+                raise NotSent(str(exc)) from None
             assert connection.sock is not None
             connection.sock.settimeout(None)  # a watch long poll takes its time
             sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
@@ -234,7 +247,9 @@ def parse(
     return op, params, args
 
 
-def run(argv: list[str], *, retried: bool = False) -> int | Declined:
+def run(
+    argv: list[str], *, retried: bool = False, kept: Kept | None = None
+) -> int | Declined:
     """Exit status of `dispatch argv` run over REST, or Declined."""
     if not argv or os.environ.get("DISPATCH_THIN", "1") == "0":
         return Declined("disabled")
@@ -246,41 +261,87 @@ def run(argv: list[str], *, retried: bool = False) -> int | Declined:
     if token is None:
         return Declined("no token", token_wanted=here.is_dir())
     daemon = Daemon(url, token)
+    kept = kept or Kept()
     cached = None if retried else read_cache(here)
     snapshot = cached or fetch_snapshot(daemon, here)
     if isinstance(snapshot, Declined):
+        kept.give_back()
         return snapshot
     parsed = parse(snapshot, argv)
     if not isinstance(parsed, tuple):
+        if isinstance(parsed, Declined):
+            kept.give_back()
         return parsed
     op, params, args = parsed
     if op.get("docs"):
         return run_docs(daemon, here, snapshot, op["id"], args)
+    if snapshot.get("env") != env_digest(os.environ):
+        if cached is not None:
+            # Perhaps the daemon restarted with another environment: a
+            # cached digest would otherwise keep every call in process.
+            return run(argv, retried=True, kept=kept)
+        kept.give_back()
+        return Declined("this call's environment is not the daemon's")
+    try:
+        file_params(op, params, kept)
+        if op["intent"] == "destroy":
+            confirm_destroy(op, args, params, kept)
+    except DispatchError as exc:
+        return emit_error_body(exc.as_dict())
+    outcome = call(daemon, snapshot, op, params, args)
+    if isinstance(outcome, Declined):
+        if outcome.reason == "stale snapshot" and not retried:
+            return run(argv, retried=True, kept=kept)
+        kept.give_back()
+    return outcome
+
+
+def call(
+    daemon: Daemon,
+    snapshot: dict[str, Any],
+    op: dict[str, Any],
+    params: dict[str, Any],
+    args: argparse.Namespace,
+) -> int | Declined:
+    """POST the op; its exit status, or Declined while it cannot have run."""
     headers = {SNAPSHOT_HEADER: str(snapshot["hash"])}
     caller = os.environ.get("CODEX_THREAD_ID")
     if caller:
         headers[CALLER_HEADER] = caller
+    write = op["intent"] != "read"
     try:
         status, _headers, payload = daemon.request(
             "POST", "/ops/" + quote(op["id"], safe=""), params, headers
         )
-    except OSError:
+    except NotSent:
+        return Declined("no daemon answers")
+    except OSError as exc:
+        if write:
+            return unknown_outcome(op, f"the daemon stopped answering ({exc})")
         return Declined("no daemon answers")
     if status == 200:
         emit(json.loads(payload), output_format(args))
         return 0
     if status == 401:
-        return Declined("token refused", token_wanted=True, refused=token)
+        return Declined("token refused", token_wanted=True, refused=daemon.token)
     body = error_body(payload)
     if status == 412 and body and body["error"]["code"] == "stale_snapshot":
-        return Declined("snapshot still stale") if retried else run_again(argv)
+        return Declined("stale snapshot")
     if body is None:
+        if write:
+            return unknown_outcome(op, f"the daemon answered HTTP {status}")
         return Declined(f"HTTP {status} without an error body")
     return emit_error_body(body)
 
 
-def run_again(argv: list[str]) -> int | Declined:
-    return run(argv, retried=True)
+def unknown_outcome(op: dict[str, Any], what: str) -> int:
+    """A sent write without an answer: running it again in process could
+    apply it twice, so say so instead."""
+    error = DispatchError(
+        f"`dispatch {op['cli']}`: {what}; it may or may not have been applied",
+        hint="check with `dispatch get` or `dispatch list` before retrying",
+    )
+    return emit_error_body(error.as_dict())
 
 
 def run_docs(

@@ -1,4 +1,4 @@
-"""`dispatch <read verb>` over REST with the daemon up, as the user sees it.
+"""`dispatch <verb>` over REST with the daemon up, as the user sees it.
 
 Each call is compared with the same call run in process (DISPATCH_THIN=0):
 same exit status, stdout and stderr. The thin calls must not import Django
@@ -78,7 +78,7 @@ def test_it_answers_reads_over_rest_exactly_as_in_process(stack: Stack) -> None:
     stack.cli_ok("new", "--name", "mid", "--text", "warm up")
     # No token yet: this call runs in process and makes the local one.
     assert stack.cli("list").status == 0
-    token = stack.run_dir / "mcp-token"
+    token = stack.run_dir / "cli-token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     for argv in CALLS:
         thin = stack.cli(*argv)
@@ -103,8 +103,13 @@ def test_it_imports_neither_django_nor_pydantic_for_a_read(stack: Stack) -> None
     # dispatch changes nothing here.
     elsewhere = {"DISPATCH_URL": "http://127.0.0.1:9", "DISPATCH_TOKEN": "other"}
     assert probe(stack, "list", env=elsewhere) == (status, out, [])
-    # A write runs in process, as before.
-    status, _out, imported = probe(stack, "stop", "mid")
+    # So does a write (tests/surfaces/test_thin_writes.py compares them).
+    status, out, imported = probe(stack, "send", "mid", "later", "--queue")
+    assert (status, imported) == (0, [])
+    # Unless it names a path the daemon would resolve in its own cwd.
+    status, _out, imported = probe(
+        stack, "new", "--dry-run", "--name", "x", "--cwd", "."
+    )
     assert "django" in imported
 
 
@@ -122,8 +127,8 @@ def test_it_refetches_a_stale_snapshot_and_recovers_a_refused_token(
     assert (status, json.loads(out), imported) == (0, {"lanes": []}, [])
     assert json.loads(cache.read_text())["hash"] == current
     # A revoked local token: the call runs in process and a new one is made.
-    old = (stack.run_dir / "mcp-token").read_text().strip()
-    stack.cli_ok("token", "revoke", "mcp-local", "--yes")
+    old = (stack.run_dir / "cli-token").read_text().strip()
+    stack.cli_ok("token", "revoke", "cli-local", "--yes")
     assert stack.cli("list").status == 0
-    assert (stack.run_dir / "mcp-token").read_text().strip() != old
+    assert (stack.run_dir / "cli-token").read_text().strip() != old
     assert probe(stack, "list")[2] == []

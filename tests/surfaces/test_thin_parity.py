@@ -10,18 +10,27 @@ generated from the registry: a new verb is covered without a new test.
 from __future__ import annotations
 
 import argparse
+import inspect
+import io
 import json
+import sys
 from typing import Any
 
 import pytest
 
 from dispatchsite.core.errors import DispatchError
+from dispatchsite.core.registry import load_ops
 from dispatchsite.surfaces import cli
-from dispatchsite.surfaces.cli_snapshot import build_snapshot, parser_data
+from dispatchsite.surfaces.cli_snapshot import (
+    CALLER_CWD_OPS,
+    build_snapshot,
+    parser_data,
+)
 from dispatchsite.surfaces.commands import tools
 from dispatchsite.surfaces.completion import completion_script
 from dispatchsite.thin import client as thin_client
 from dispatchsite.thin import docs as thin_docs
+from dispatchsite.thin import inputs as thin_inputs
 from dispatchsite.thin import parser as thin
 
 SNAPSHOT: dict[str, Any] = json.loads(json.dumps(build_snapshot("test")))
@@ -146,12 +155,27 @@ def test_it_answers_unknown_commands_with_the_same_usage_error(
         assert str(rebuilt.value) == str(full.value)
 
 
-def test_it_marks_only_reads_without_local_paths_as_thin() -> None:
-    thin_ops = {i for i, op in SNAPSHOT["ops"].items() if op["thin"]}
-    assert {"roster", "show", "search", "history"} <= thin_ops
-    # `new --dry-run` reads the caller's files and cwd; `send` writes.
-    assert not {"new", "new_plan", "send"} & thin_ops
-    assert all(SNAPSHOT["ops"][i]["intent"] == "read" for i in thin_ops)
+def test_it_runs_every_op_but_a_launch_thin_and_knows_its_file_fields() -> None:
+    ops = SNAPSHOT["ops"]
+    # `new` may run the setup script and create files in the caller's tree:
+    # with the caller's environment and umask, in process.
+    assert {i for i, op in ops.items() if not op["thin"]} == {"new"}
+    assert ops["send"]["intent"] == "write" and ops["send"]["files"] == {}
+    assert ops["new"]["files"]["input_file"] == {"if_exists": False, "stdin": True}
+    assert ops["new"]["files"]["packet"] == {"if_exists": True, "stdin": False}
+    assert ops["archive"]["summary"] == load_ops()["archive"].summary
+
+
+def test_it_sends_the_callers_cwd_where_a_handler_would_take_its_own() -> None:
+    # caller_cwd() reads the process's cwd for the CLI surface, which over
+    # REST is the daemon's: every handler calling it must be listed.
+    calling = {
+        op.id
+        for op in load_ops().values()
+        if "caller_cwd(" in inspect.getsource(op.handler)
+    }
+    assert calling == CALLER_CWD_OPS
+    assert {i for i, op in SNAPSHOT["ops"].items() if op["caller_cwd"]} == calling
 
 
 @pytest.mark.parametrize(
@@ -159,8 +183,10 @@ def test_it_marks_only_reads_without_local_paths_as_thin() -> None:
     [
         ["search", "needle", "--directory", "."],
         ["history", "--cwd", "sub"],
-        ["new", "--dry-run", "--name", "x"],
-        ["send", "lane", "hello"],
+        ["new", "--dry-run", "--name", "x", "--cwd", "."],
+        ["new", "--name", "x", "--cwd", "."],
+        ["new", "--name", "x", "--text", "hi"],
+        ["lane", "fork", "lane", "--name", "x", "--cwd", "."],
         ["watch", "lane", "--follow"],
         ["token", "list"],
     ],
@@ -169,6 +195,22 @@ def test_it_leaves_calls_that_depend_on_the_caller_in_process(
     argv: list[str],
 ) -> None:
     assert isinstance(thin_client.parse(SNAPSHOT, argv), thin_client.Declined)
+
+
+@pytest.mark.parametrize(
+    ("argv", "op_id"),
+    [
+        (["send", "lane", "hello"], "send"),
+        (["send", "lane", "hello", "--queue"], "send"),
+        (["stop", "lane"], "stop"),
+        (["new", "--dry-run", "--name", "x"], "new_plan"),
+        (["archive", "lane", "--yes"], "archive"),
+        (["goal", "set", "lane", "ship it"], "goal-set"),
+    ],
+)
+def test_it_runs_writes_thin(argv: list[str], op_id: str) -> None:
+    parsed = thin_client.parse(SNAPSHOT, argv)
+    assert isinstance(parsed, tuple) and parsed[0]["id"] == op_id
 
 
 def test_it_runs_plain_reads_thin() -> None:
@@ -220,3 +262,89 @@ def test_it_prints_the_same_completion_from_the_snapshot(shell: str) -> None:
     assert completion_script(shell, tree) == completion_script(
         shell, tools.command_tree()
     )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-interactive"], ["--yes"]])
+@pytest.mark.parametrize("answer", ["y", "yes", "n", ""])
+@pytest.mark.parametrize("terminal", [True, False])
+def test_it_confirms_a_destroy_as_in_process(
+    flags: list[str], answer: str, terminal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["archive", "@old", *flags]
+
+    def outcome(confirm: Any) -> tuple[Any, ...]:
+        prompts: list[str] = []
+
+        def ask(prompt: str) -> str:
+            prompts.append(prompt)
+            return answer
+
+        monkeypatch.setattr("builtins.input", ask)
+        monkeypatch.setattr(sys, "stdin", Terminal() if terminal else io.StringIO())
+        try:
+            confirm()
+            return ("ok", prompts)
+        except DispatchError as exc:
+            return ("error", exc.as_dict(), prompts)
+
+    parser, nodes = cli.build_parser("archive")
+    args = parser.parse_args(argv)
+    op, params = cli.chosen_op_params(nodes[("archive",)], args)
+    parsed = thin_client.parse(SNAPSHOT, argv)
+    assert isinstance(parsed, tuple)
+    thin_op, thin_params, thin_args = parsed
+    full = outcome(lambda: cli.confirm_destroy(op, args, params))
+    kept = thin_inputs.Kept()
+    rebuilt = outcome(
+        lambda: thin_inputs.confirm_destroy(thin_op, thin_args, thin_params, kept)
+    )
+    assert rebuilt == full
+    if terminal and not flags:
+        assert full[-1] == [f"{op.summary} (@old)? [y/N] "]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--goal-file", "goal.md", "--packet", "saved-name"],
+        ["--packet", "goal.md", "--base-file", "~/base.md"],
+        ["--input-file", "-"],
+        ["--input-file", "-", "--goal-file", "-"],
+    ],
+)
+def test_it_reads_file_inputs_as_in_process(
+    flags: list[str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "goal.md").write_text("the goal")
+    argv = ["new", "--dry-run", "--name", "x", *flags]
+
+    def outcome(read: Any) -> tuple[Any, ...]:
+        stdin = io.TextIOWrapper(io.BytesIO(b"piped"), encoding="utf-8")
+        monkeypatch.setattr(sys, "stdin", stdin)
+        try:
+            return ("ok", read())
+        except DispatchError as exc:
+            return ("error", exc.as_dict())
+
+    parser, nodes = cli.build_parser("new")
+    op, params = cli.chosen_op_params(nodes[("new",)], parser.parse_args(argv))
+    parsed = thin_client.parse(SNAPSHOT, argv)
+    assert isinstance(parsed, tuple)
+    thin_op, thin_params, _args = parsed
+    full = outcome(lambda: cli.file_params(op, dict(params)))
+
+    def thin_read() -> dict[str, Any]:
+        thin_inputs.file_params(thin_op, thin_params, thin_inputs.Kept())
+        return thin_params
+
+    rebuilt = outcome(thin_read)
+    if full[0] == "ok":
+        # The handler would take the process's cwd; the thin client sends it.
+        full = ("ok", {**full[1], "cwd": str(tmp_path)})
+    assert rebuilt == full

@@ -1,0 +1,86 @@
+"""What the in-process CLI does between parsing an op and running it, done
+by the thin client in the caller's process, the same way.
+
+Mirrors dispatchsite.surfaces.cli.file_params and confirm_destroy on the
+snapshot's op data: path fields are made absolute against the caller's cwd
+(the daemon, on the same machine and run by the same user, opens them), a
+`-` path's stdin is read here and sent as the op's `stdin`, and a destroy
+prompts on the caller's terminal. tests/surfaces/test_thin_client.py
+compares both paths end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from dispatchsite.core.errors import ValidationError
+from dispatchsite.surfaces.argv import flag_for
+
+
+@dataclass
+class Kept:
+    """Input a call consumed once (stdin, the user's "yes"): kept across a
+    stale-snapshot retry, and stdin given back when the call then runs in
+    process after all."""
+
+    stdin: bytes | None = None
+    confirmed: bool = False
+
+    def give_back(self) -> None:
+        if self.stdin is not None:
+            sys.stdin = io.TextIOWrapper(io.BytesIO(self.stdin), encoding="utf-8")
+            self.stdin = None
+
+
+def file_params(op: dict[str, Any], params: dict[str, Any], kept: Kept) -> None:
+    """As cli.file_params; and the caller's cwd where the handler would
+    take the process's own (cli_snapshot.CALLER_CWD_OPS)."""
+    readers = []
+    for name, spec in op["files"].items():
+        value = params.get(name)
+        if not isinstance(value, str):
+            continue
+        if value == "-" and spec["stdin"]:
+            readers.append(name)
+        elif value != "-" and (not spec["if_exists"] or os.path.exists(value)):
+            params[name] = os.path.abspath(os.path.expanduser(value))
+    if len(readers) > 1:
+        raise ValidationError(
+            " and ".join(flag_for(n) for n in readers) + " both read stdin",
+            hint="only one input may come from stdin; pass the others as files",
+        )
+    if readers:
+        if kept.stdin is None:
+            kept.stdin = sys.stdin.buffer.read()
+        try:
+            params["stdin"] = kept.stdin.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"{flag_for(readers[0])} -: stdin is not UTF-8 ({exc.reason})",
+                hint="pipe UTF-8 text",
+            ) from None
+    if op["caller_cwd"] and params.get("cwd") is None:
+        params["cwd"] = os.getcwd()
+
+
+def confirm_destroy(
+    op: dict[str, Any], args: argparse.Namespace, params: dict[str, Any], kept: Kept
+) -> None:
+    """As cli.confirm_destroy: the same prompt, refusals and errors."""
+    if getattr(args, "yes", False) or kept.confirmed:
+        return
+    target = " ".join(str(params[p]) for p in op["positionals"] if p in params)
+    if getattr(args, "no_interactive", False) or not sys.stdin.isatty():
+        raise ValidationError(
+            f"`dispatch {op['cli']}` is destructive and needs confirmation",
+            hint="pass --yes to confirm",
+        )
+    answer = input(f"{op['summary']} ({target})? [y/N] ").strip().lower()
+    if answer not in {"y", "yes"}:
+        raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")
+    kept.confirmed = True
