@@ -7,6 +7,9 @@ hits every row alike. The 0-lane stack is the floor of each row.
 - `dispatch list` wall time (a fresh interpreter per run, daemon running:
   the thin CLI over REST), beside `python -c pass` and the same call in
   process (`DISPATCH_THIN=0`, the path without a daemon);
+- `dispatch send LANE TEXT` wall time on the 100-lane stack, thin and in
+  process, each call on a fresh idle lane, so each starts a turn on the
+  fake app-server (the worker answers `turn/start` before the CLI exits);
 - `GET /api/v1/lanes` latency (keep-alive client), whole and one page of 100
   (the first, and the last through `after`), beside `GET /api/v1/health` on
   the same server and the 0-lane list;
@@ -14,7 +17,7 @@ hits every row alike. The 0-lane stack is the floor of each row.
   process and not counted) after the rounds.
 
 Targets: 1,000 lanes `dispatch list` <= 0.25 s; `GET /api/v1/lanes?page_size=100`
-p50 <= 20 ms.
+p50 <= 20 ms; `dispatch send` <= 0.2 s.
 No assertions: this reports, CI does not gate on it.
 
     .venv/bin/python bench/bench_scale.py [--rounds 15] [--json-out FILE]
@@ -38,6 +41,9 @@ sys.path.insert(0, str(REPO))
 COUNTS = (0, 100, 1000)
 # REST pages of this many lanes (`GET /api/v1/lanes?page_size=&after=`).
 PAGE = 100
+# The stack whose lanes `dispatch send` is timed on.
+SEND_AT = 100
+SEND_TARGET_S = 0.2
 LIST_TARGET_S = 0.25
 API_TARGET_MS = 20.0
 
@@ -103,6 +109,18 @@ def tail_after(client: Any) -> str:
     return str(refs[-PAGE - 1])
 
 
+def new_lanes(client: Any, cwd: Path, count: int) -> list[str]:
+    """Refs of `count` new idle lanes (no first turn)."""
+    refs = []
+    for n in range(count):
+        response = client.post(
+            "/lanes", json={"name": f"send-{n:03d}", "cwd": str(cwd), "send": False}
+        )
+        response.raise_for_status()
+        refs.append(str(response.json()["ref"]))
+    return refs
+
+
 def wall(argv: list[str], env: dict[str, str]) -> tuple[float, bytes]:
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, check=False)
@@ -159,6 +177,17 @@ def bench(rounds: int) -> dict[str, Any]:
                 f"/lanes?page_size={PAGE}&after={tail_after(clients[max(COUNTS)])}"
             )
             rows[f"GET last page, {max(COUNTS)} lanes (ms)"] = []
+            # `dispatch send` from the shell on the 100-lane stack, each on a
+            # fresh idle lane (a send starts a turn: the next would find it
+            # busy), thin and in process in turn.
+            send_stack, send_client = stacks[SEND_AT], clients[SEND_AT]
+            fresh = iter(new_lanes(send_client, send_stack.root, 2 * rounds))
+            send_rows = {
+                f"dispatch send, {SEND_AT} lanes (s)": send_stack.env,
+                f"dispatch send in process, {SEND_AT} lanes (s)": in_process[SEND_AT],
+            }
+            for label in send_rows:
+                rows[label] = []
             floor_env = stacks[0].env
             for _ in range(rounds):
                 rows["python -c pass (s)"].append(
@@ -171,6 +200,12 @@ def bench(rounds: int) -> dict[str, Any]:
                     rows[f"dispatch list in process, {n} lanes (s)"].append(
                         wall(cli, in_process[n])[0]
                     )
+                for label, env in send_rows.items():
+                    send = [*cli[:-1], "send", next(fresh), "hello from the shell"]
+                    elapsed, out = wall(send, env)
+                    if not json.loads(out).get("turn_id"):
+                        raise RuntimeError(f"{label}: no turn started: {out!r}")
+                    rows[label].append(elapsed)
                 for n, client in clients.items():
                     paths = {
                         f"GET /health, {n} lanes (ms)": "/health",
@@ -199,6 +234,7 @@ def bench(rounds: int) -> dict[str, Any]:
     list_p50 = summary(rows[f"dispatch list, {big} lanes (s)"])["p50"]
     api_p50 = summary(rows[f"GET /lanes?page_size={PAGE}, {big} lanes (ms)"])["p50"]
     page_target = f"GET /lanes?page_size={PAGE} {big} lanes p50 <= {API_TARGET_MS:g} ms"
+    send_p50 = summary(rows[f"dispatch send, {SEND_AT} lanes (s)"])["p50"]
     return {
         "rounds": rounds,
         "timings": {name: summary(values) for name, values in rows.items()},
@@ -207,6 +243,7 @@ def bench(rounds: int) -> dict[str, Any]:
             f"dispatch list {big} lanes p50 <= {LIST_TARGET_S} s": list_p50
             <= LIST_TARGET_S,
             page_target: api_p50 <= API_TARGET_MS,
+            f"dispatch send p50 <= {SEND_TARGET_S} s": send_p50 <= SEND_TARGET_S,
         },
     }
 
