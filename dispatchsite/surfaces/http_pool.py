@@ -2,13 +2,12 @@
 connection.
 
 Django's ASGI handler runs each request's sync code on a thread made for that
-request and opens a new database connection there (on SQLite: connect, the
-WAL pragmas, the functions registered): about half of a small request's CPU
-in the one web process, which capped the API near 150 requests/s on this
-project's VM. The API's views are sync and its answers are whole JSON
-bodies, so `/api/` goes through Django's WSGI handler on long-lived
-threads instead, each with its own connection kept for CONNECTION_MAX_AGE s
-(health-checked before reuse). The admin, the live page and static files
+request and opens a new database connection there: about half of a small
+request's CPU in the one web process, which capped the API near 150
+requests/s on this project's VM. The API's views are sync and its answers
+are whole JSON bodies, so `/api/` goes through Django's WSGI handler on
+long-lived threads instead, each keeping its connection
+(dispatchsite.core.dbthreads). The admin, the live page and static files
 stay on the ASGI handler.
 
 The pools are also the cap on requests running at once. The event loop
@@ -24,14 +23,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import connections
-from django.db.utils import load_backend
+
+from dispatchsite.core.dbthreads import connection_keeping_pool
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -41,24 +39,7 @@ Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 WORK_THREADS = 6
 WAIT_THREADS = 32
-CONNECTION_MAX_AGE = 300
 BODY_IN_MEMORY = 256 * 1024
-
-
-def _keep_connections() -> None:
-    """Give this pool thread connections that outlive a request.
-
-    The project's CONN_MAX_AGE stays 0 for every other thread: under the ASGI
-    handler a kept connection would outlive its one-request thread."""
-    for alias in connections:
-        settings = {
-            **connections.settings[alias],
-            "CONN_MAX_AGE": CONNECTION_MAX_AGE,
-            "CONN_HEALTH_CHECKS": True,
-        }
-        connections[alias] = load_backend(settings["ENGINE"]).DatabaseWrapper(
-            settings, alias
-        )
 
 
 def _environ(scope: Scope, body: IO[bytes]) -> dict[str, Any]:
@@ -105,9 +86,7 @@ class PooledWsgi:
     def _responder(
         self, name: str, threads: int
     ) -> Callable[[Scope, IO[bytes]], Awaitable[Response]]:
-        pool = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix=name, initializer=_keep_connections
-        )
+        pool = connection_keeping_pool(name, threads)
         # asgiref's SyncToAsync on our pool marks each thread as serving this
         # event loop, so a view's async_to_sync (a channel-layer publish) runs
         # on the server's loop and its Redis connections, not on a new loop

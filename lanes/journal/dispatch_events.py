@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from dispatchsite.core.origin import Origin
 from lanes.journal.eventstore import EventRow, events_insert
-from lanes.journal.writer import JOURNAL_GROUP
+from lanes.journal.writer import JOURNAL_GROUP, journal_message
 from lanes.models import Lane, LaneEvent
 from lanes.signals import lane_events_journaled
 
@@ -173,9 +173,7 @@ def dispatch_event_publish(row: EventRow) -> None:
 
         layer = get_channel_layer()
         if layer is not None:
-            async_to_sync(layer.group_send)(
-                JOURNAL_GROUP, {"type": "lanes.events", "batches": [part]}
-            )
+            async_to_sync(layer.group_send)(JOURNAL_GROUP, journal_message([part]))
     except Exception as exc:  # watchers refill gaps from the journal
         log.warning("publishing %s failed: %s", row.method, exc)
     for receiver, outcome in lane_events_journaled.send_robust(

@@ -32,18 +32,19 @@ def journal_last_seq(thread_id: str) -> int:
     return int(last or 0)
 
 
-def journal_last_seqs(thread_ids: list[str]) -> dict[str, int]:
-    """The last journaled seq of each thread (one indexed lookup each)."""
-    latest = {}
+def journal_heads(thread_ids: list[str]) -> dict[str, tuple[int, float]]:
+    """Each thread's last journaled seq and when its row was read (epoch
+    seconds; 0, 0.0 for none): one indexed lookup each."""
+    heads = {}
     for thread_id in thread_ids:
         row = (
             LaneEvent.objects.filter(thread_id=thread_id)
             .order_by("-seq")
-            .values_list("seq", flat=True)
+            .values_list("seq", "received_at")
             .first()
         )
-        latest[thread_id] = int(row or 0)
-    return latest
+        heads[thread_id] = (int(row[0]), row[1].timestamp()) if row else (0, 0.0)
+    return heads
 
 
 def journal_page(

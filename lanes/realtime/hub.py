@@ -22,13 +22,17 @@ it rejoins the group as soon as Redis is back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 
-from lanes.journal.reader import journal_last_seqs
+from dispatchsite.core.dbthreads import connection_keeping_pool
+from lanes.journal.reader import journal_heads
 from lanes.journal.writer import JOURNAL_GROUP
 
 log = logging.getLogger("dispatch.websocket")
@@ -41,6 +45,10 @@ GROUP_REFRESH_SECONDS = 3600.0
 # Longer than any healthy publish-to-receive delay: a message that is only
 # late must not send every socket to the DB, least of all under load.
 RECONCILE_SECONDS = 3.0
+# A row counts as announced-and-lost only once the hub has received a message
+# published this long after the row was journaled (publishing follows the
+# commit by a batch at most; clocks of several hosts may differ a little).
+PUBLISH_MARGIN_SECONDS = 1.0
 
 # Journal reads run off Django's shared sync thread, so a replay never waits
 # behind a view. Tests on SQLite's in-memory database flip this: its shared
@@ -48,8 +56,22 @@ RECONCILE_SECONDS = 3.0
 THREAD_SENSITIVE = False
 
 
+# Threads that keep their connection: a socket catching up reads the journal
+# page by page, and a new connection per page would cost more than the page.
+JOURNAL_READER_THREADS = 4
+
+
+@functools.cache
+def journal_readers() -> ThreadPoolExecutor:
+    return connection_keeping_pool("ws-journal", JOURNAL_READER_THREADS)
+
+
 def db(fn: Any) -> Any:
-    return database_sync_to_async(fn, thread_sensitive=THREAD_SENSITIVE)
+    if THREAD_SENSITIVE:
+        return database_sync_to_async(fn, thread_sensitive=True)
+    return database_sync_to_async(
+        fn, thread_sensitive=False, executor=journal_readers()
+    )
 
 
 class Subscriber(Protocol):
@@ -70,9 +92,13 @@ class LaneHub:
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         # Per lane: the highest seq any message announced, and the journal's
-        # last seq at the previous reconcile tick.
+        # last seq (with when it was journaled) at the previous reconcile tick.
         self.seen: dict[str, int] = {}
-        self.committed: dict[str, int] = {}
+        self.committed: dict[str, tuple[int, float]] = {}
+        # The newest `published_at` among messages received, and when the
+        # last message arrived (monotonic): how far behind the layer is.
+        self.published_at = 0.0
+        self.received_at = 0.0
         # In JOURNAL_GROUP on the layer as it is now (a restarted Redis
         # forgets groups), and whether an outage was already reported.
         self.joined = False
@@ -157,6 +183,10 @@ class LaneHub:
                 await asyncio.sleep(0.5)
                 continue
             if message.get("type") == "lanes.events":
+                self.received_at = time.monotonic()
+                self.published_at = max(
+                    self.published_at, message.get("published_at") or time.time()
+                )
                 self.dispatch(message.get("batches") or [])
 
     def dispatch(self, parts: list[dict[str, Any]]) -> None:
@@ -175,28 +205,35 @@ class LaneHub:
     async def reconcile_loop(self) -> None:
         """Nudge sockets about rows committed a tick ago but never announced.
 
-        A row committed before the previous tick has had a whole tick for
-        its message to arrive; if none did, the layer dropped it (or the
-        worker died before publishing), and the sockets read it from the
-        journal. One cheap query per watched lane per tick, per process.
+        A row's announcement is lost (the layer dropped it, or the worker
+        died before publishing) once the hub has received a message
+        published after that row was journaled, or nothing at all for a
+        whole tick; the sockets then read it from the journal. Until then
+        the message is only late: under load the layer runs behind, and
+        sending every socket to the database then would only put it further
+        behind. One cheap query per watched lane per tick, per process.
         """
         while True:
             await asyncio.sleep(RECONCILE_SECONDS)
             lanes = list(self.subscribers)
             try:
-                latest = await db(journal_last_seqs)(lanes)
+                latest = await db(journal_heads)(lanes)
             except Exception as exc:  # the DB busy or restarting: next tick
                 log.warning("lane hub reconcile failed: %s", exc)
                 continue
-            self.dispatch(
-                [
-                    {"thread_id": thread_id, "first_seq": seq, "last_seq": seq}
-                    for thread_id in lanes
-                    if (seq := self.committed.get(thread_id, 0))
-                    > self.seen.get(thread_id, 0)
-                ]
-            )
+            self.dispatch(self.lost_announcements(lanes))
             self.committed = latest
+
+    def lost_announcements(self, lanes: list[str]) -> list[dict[str, Any]]:
+        idle = time.monotonic() - self.received_at >= RECONCILE_SECONDS
+        lost = []
+        for thread_id in lanes:
+            seq, journaled_at = self.committed.get(thread_id, (0, 0.0))
+            if seq <= self.seen.get(thread_id, 0):
+                continue
+            if idle or journaled_at + PUBLISH_MARGIN_SECONDS <= self.published_at:
+                lost.append({"thread_id": thread_id, "first_seq": seq, "last_seq": seq})
+        return lost
 
     async def refresh_loop(self) -> None:
         while True:

@@ -40,6 +40,7 @@ from lanes.journal.writer import (
     JOURNAL_GROUP,
     JournalResult,
     SeqCounter,
+    journal_message,
     journal_write_batch,
 )
 from lanes.turns import turn_start_params
@@ -352,9 +353,7 @@ class Worker:
 
     async def send_parts(self, parts: list[dict[str, Any]]) -> None:
         try:
-            await get_channel_layer().group_send(
-                JOURNAL_GROUP, {"type": "lanes.events", "batches": parts}
-            )
+            await get_channel_layer().group_send(JOURNAL_GROUP, journal_message(parts))
         except Exception as exc:  # watchers refill gaps from the journal
             log.warning("group_send %s failed: %s", JOURNAL_GROUP, exc)
 

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from dispatchsite.asgi import application
-from lanes.journal.writer import JournalResult, SeqCounter, journal_write_batch
+from lanes.journal.writer import (
+    JOURNAL_GROUP,
+    JournalResult,
+    SeqCounter,
+    journal_write_batch,
+)
 from lanes.models import Lane
 from lanes.realtime import consumers, hub
 from lanes.services import lane_register
@@ -200,6 +207,60 @@ async def test_it_refills_a_dropped_last_message_without_a_later_one(
     assert await receive_seqs(socket, 1) == [1]
     await journal.record("b", "c")  # the layer dropped it; nothing follows
     assert await receive_seqs(socket, 2) == [2, 3]
+    assert await nothing_more(socket, 0.3)
+
+
+class BusyLayer:
+    """Messages for no watched lane, published `age` s ago, every 20 ms: a
+    layer that is busy (and, with an age, behind)."""
+
+    def __init__(self, age: float) -> None:
+        self.age = age
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            message = {"batches": [], "published_at": time.time() - self.age}
+            await layer.group_send(JOURNAL_GROUP, {"type": "lanes.events", **message})
+            await asyncio.sleep(0.02)
+
+    def __enter__(self) -> BusyLayer:
+        self.task = asyncio.create_task(self.run())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+
+
+async def test_it_waits_for_a_late_message_rather_than_reading_the_journal(
+    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "RECONCILE_SECONDS", 0.05)
+    monkeypatch.setattr(hub, "PUBLISH_MARGIN_SECONDS", 0.0)
+    socket = await connect()
+    await journal.record_and_publish("a")
+    assert await receive_seqs(socket, 1) == [1]
+    with BusyLayer(age=60):
+        late = await journal.record("b", "c")  # its message is still queued
+        assert await nothing_more(socket, 0.4)  # eight ticks: no journal read
+        await journal.publish(late)
+        assert await receive_seqs(socket, 2) == [2, 3]
+    assert await nothing_more(socket, 0.3)
+
+
+async def test_it_refills_a_dropped_message_while_the_layer_is_busy(
+    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub, "RECONCILE_SECONDS", 0.05)
+    monkeypatch.setattr(hub, "PUBLISH_MARGIN_SECONDS", 0.0)
+    socket = await connect()
+    await journal.record_and_publish("a")
+    assert await receive_seqs(socket, 1) == [1]
+    with BusyLayer(age=0):
+        await journal.record("b", "c")  # dropped: newer messages arrive
+        assert await receive_seqs(socket, 2) == [2, 3]
     assert await nothing_more(socket, 0.3)
 
 
