@@ -32,8 +32,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from dispatchsite.core.origin import Origin
+from lanes.journal.bus import journal_announce_sync
 from lanes.journal.eventstore import EventRow, events_insert
-from lanes.journal.writer import JOURNAL_GROUP, journal_message
 from lanes.models import Lane, LaneEvent
 from lanes.signals import lane_events_journaled
 
@@ -168,12 +168,7 @@ def dispatch_event_publish(row: EventRow) -> None:
         "texts": [json.dumps(frame, default=str)],
     }
     try:
-        from asgiref.sync import async_to_sync
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
-        if layer is not None:
-            async_to_sync(layer.group_send)(JOURNAL_GROUP, journal_message([part]))
+        journal_announce_sync([part])
     except Exception as exc:  # watchers refill gaps from the journal
         log.warning("publishing %s failed: %s", row.method, exc)
     for receiver, outcome in lane_events_journaled.send_robust(

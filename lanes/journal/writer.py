@@ -8,7 +8,6 @@ follows the same messages in the same transaction (lanes.journal.lane_state).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,20 +32,6 @@ class JournalResult:
     rows: list[EventRow] = field(default_factory=list)
     # Lanes whose turn just completed successfully: their queues may move.
     drain_thread_ids: set[str] = field(default_factory=set)
-
-
-# Every committed batch is announced on this channel-layer group; web
-# processes subscribe once and fan out to their websockets in memory.
-JOURNAL_GROUP = "lanes.journal.writer"
-
-
-def journal_message(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The group message announcing committed `parts`.
-
-    `published_at` (this process's clock) lets a hub tell a late message
-    from a dropped one: it has seen everything published before the newest
-    message it received (lanes.realtime.hub.LaneHub.reconcile_loop)."""
-    return {"type": "lanes.events", "batches": parts, "published_at": time.time()}
 
 
 class SeqCounter:

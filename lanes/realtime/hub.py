@@ -1,22 +1,21 @@
-"""One channel-layer subscription per web process, fanned out in memory.
+"""One journal-bus subscription per web process, fanned out in memory.
 
-The worker publishes one message per journal batch on JOURNAL_GROUP:
-`{"type": "lanes.events", "batches": [<part>, ...]}`, one part per lane,
-`{"thread_id", "first_seq", "last_seq", "texts"?}`. `texts` are the batch's
-frames of that lane, already JSON-encoded, seqs first_seq..last_seq in
-order; a part without `texts` (too large to carry) only names the range,
-and sockets read it from the journal.
+The worker announces each journal batch on the journal bus
+(lanes.journal.bus): `{"type": "lanes.events", "batches": [<part>, ...],
+"published_at"}`, one part per lane, `{"thread_id", "first_seq",
+"last_seq", "texts"?}`. `texts` are the batch's frames of that lane,
+already JSON-encoded, seqs first_seq..last_seq in order; a part without
+`texts` (too large to carry) only names the range, and sockets read it
+from the journal.
 
-channels_redis hands a process one message per four Redis round trips,
-serially, so a group member per socket would cost sockets x batches
-messages; the hub costs one per batch, and gives each socket every part it
-watches in one call, so a socket on many lanes sends one websocket message
-per batch.
+The hub receives each announcement once and gives each socket every part
+it watches in one call, so a socket on many lanes sends one websocket
+message per batch.
 
-Sockets need the channel layer for nothing else, so a Redis restart does
-not touch them: while the hub cannot reach the layer (one warning line per
-outage, no traceback) its reconcile tick feeds them from the journal, and
-it rejoins the group as soon as Redis is back.
+Sockets need the bus for nothing else, so a Redis restart does not touch
+them: while the hub cannot reach it (one warning line per outage, no
+traceback) its reconcile tick feeds them from the journal, and it
+subscribes again as soon as Redis is back.
 """
 
 from __future__ import annotations
@@ -32,14 +31,11 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 
 from dispatchsite.core.dbthreads import connection_keeping_pool
+from lanes.journal.bus import JournalSubscription
 from lanes.journal.reader import journal_heads
-from lanes.journal.writer import JOURNAL_GROUP
 
 log = logging.getLogger("dispatch.websocket")
 
-# channels_redis forgets group members after group_expiry (a day by default);
-# the hub renews its membership well before that.
-GROUP_REFRESH_SECONDS = 3600.0
 # How often the hub compares the journal with what it has seen, so a dropped
 # *last* message (no later one reveals the gap) is refilled within ~2 ticks.
 # Longer than any healthy publish-to-receive delay: a message that is only
@@ -81,13 +77,14 @@ class Subscriber(Protocol):
 class LaneHub:
     """This process's one subscription to the journal's announcements.
 
-    Lives while it has subscribers: the first one opens its channel and
-    receive loop, the last one to leave tears them down.
+    Lives while it has subscribers: the first one opens its subscription
+    and receive loop, the last one to leave tears them down.
     """
 
     def __init__(self, layer: Any) -> None:
+        # The channel layer this hub was made for: tests swap layers.
         self.layer = layer
-        self.channel: str | None = None
+        self.subscription: JournalSubscription | None = None
         self.subscribers: dict[str, set[Subscriber]] = {}
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
@@ -99,24 +96,21 @@ class LaneHub:
         # last message arrived (monotonic): how far behind the layer is.
         self.published_at = 0.0
         self.received_at = 0.0
-        # In JOURNAL_GROUP on the layer as it is now (a restarted Redis
-        # forgets groups), and whether an outage was already reported.
+        # Subscribed on the bus as it is now (a restarted Redis forgets
+        # subscribers), and whether an outage was already reported.
         self.joined = False
         self.layer_down = False
 
     async def subscribe(self, thread_ids: list[str], subscriber: Subscriber) -> None:
         """Return once batches published from now on reach `subscriber`."""
         async with self.lock:
-            if self.channel is None:
-                # The default prefix: channels_redis pops every process-local
-                # channel from one Redis list named after it.
-                self.channel = await self.layer.new_channel()
-                # Redis down: the receive loop joins once it is back, and
-                # the socket follows the journal meanwhile.
-                await self.join(self.channel)
+            if self.subscription is None:
+                self.subscription = JournalSubscription()
+                # Redis down: the receive loop subscribes once it is back,
+                # and the socket follows the journal meanwhile.
+                await self.join()
                 self.tasks = [
-                    asyncio.create_task(self.receive_loop(self.channel)),
-                    asyncio.create_task(self.refresh_loop()),
+                    asyncio.create_task(self.receive_loop()),
                     asyncio.create_task(self.reconcile_loop()),
                 ]
             for thread_id in thread_ids:
@@ -131,29 +125,27 @@ class LaneHub:
                     self.subscribers.pop(thread_id, None)
                     self.seen.pop(thread_id, None)
                     self.committed.pop(thread_id, None)
-            if self.subscribers or self.channel is None:
+            if self.subscribers or self.subscription is None:
                 return
             for task in self.tasks:
                 task.cancel()
             self.tasks = []
-            channel, self.channel = self.channel, None
-            try:
-                await self.layer.group_discard(JOURNAL_GROUP, channel)
-            except Exception as exc:  # Redis down: it expires the member
-                self.layer_lost("leaving the journal group", exc)
+            subscription, self.subscription = self.subscription, None
+            await subscription.close()
             self.joined = False
 
-    async def join(self, channel: str) -> bool:
+    async def join(self) -> bool:
+        assert self.subscription is not None
         try:
-            await self.layer.group_add(JOURNAL_GROUP, channel)
+            await self.subscription.open()
         except Exception as exc:
-            self.layer_lost("joining the journal group", exc)
+            self.layer_lost("subscribing to the journal bus", exc)
             self.joined = False
             return False
         self.joined = True
         if self.layer_down:
             self.layer_down = False
-            log.info("lane hub: the channel layer is back; live again")
+            log.info("lane hub: the journal bus is back; live again")
         return True
 
     def layer_lost(self, doing: str, exc: Exception) -> None:
@@ -161,24 +153,25 @@ class LaneHub:
         if not self.layer_down:
             self.layer_down = True
             log.warning(
-                "lane hub lost the channel layer (%s: %s); websockets follow"
+                "lane hub lost the journal bus (%s: %s); websockets follow"
                 " the journal until it is back",
                 doing,
                 exc,
             )
 
-    async def receive_loop(self, channel: str) -> None:
+    async def receive_loop(self) -> None:
+        assert self.subscription is not None
         while True:
-            if not self.joined and not await self.join(channel):
+            if not self.joined and not await self.join():
                 await asyncio.sleep(0.5)
                 continue
             try:
-                message = await self.layer.receive(channel)
+                message = await self.subscription.receive()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis restarting: sockets refill gaps
                 self.layer_lost("receiving", exc)
-                # A restarted Redis forgot the group: join it again.
+                # A restarted Redis forgot the subscription: subscribe again.
                 self.joined = False
                 await asyncio.sleep(0.5)
                 continue
@@ -234,14 +227,6 @@ class LaneHub:
             if idle or journaled_at + PUBLISH_MARGIN_SECONDS <= self.published_at:
                 lost.append({"thread_id": thread_id, "first_seq": seq, "last_seq": seq})
         return lost
-
-    async def refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            async with self.lock:
-                if self.channel is None:
-                    return
-                await self.join(self.channel)
 
 
 # One hub per event loop (tests run one loop each; daphne has one).

@@ -33,16 +33,11 @@ from lanes.appserver.protocol import (
     THREAD_TURNS_LIST,
     TURN_START,
 )
+from lanes.journal.bus import journal_announce
 from lanes.journal.dispatch_events import MESSAGE_DELIVERED
 from lanes.journal.lane_state import lanes_mark_turns_lost
 from lanes.journal.reader import frame_text
-from lanes.journal.writer import (
-    JOURNAL_GROUP,
-    JournalResult,
-    SeqCounter,
-    journal_message,
-    journal_write_batch,
-)
+from lanes.journal.writer import JournalResult, SeqCounter, journal_write_batch
 from lanes.turns import turn_start_params
 from lanes.worker import recovery
 from lanes.worker.gap_repair import gap_turn_events
@@ -323,8 +318,9 @@ class Worker:
     async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
         """Announce a committed batch: one message for every lane in it.
 
-        Web processes keep one hub subscribed to JOURNAL_GROUP (lanes.realtime.hub)
-        and fan out to their sockets in memory. Frames travel encoded, once
+        Web processes keep one hub subscribed to the journal bus
+        (lanes.journal.bus, lanes.realtime.hub) and fan out to their sockets
+        in memory. Frames travel encoded, once
         here, as every socket sends them.
         """
         by_thread: dict[str, list[tuple[int, str]]] = {}
@@ -353,9 +349,9 @@ class Worker:
 
     async def send_parts(self, parts: list[dict[str, Any]]) -> None:
         try:
-            await get_channel_layer().group_send(JOURNAL_GROUP, journal_message(parts))
+            await journal_announce(parts)
         except Exception as exc:  # watchers refill gaps from the journal
-            log.warning("group_send %s failed: %s", JOURNAL_GROUP, exc)
+            log.warning("announcing a journal batch failed: %s", exc)
 
     # -- queue ---------------------------------------------------------------
 

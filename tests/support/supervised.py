@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from lanes.journal.writer import JOURNAL_GROUP
+from lanes.journal.bus import JOURNAL_CHANNEL
 from tests.support.stack import Stack, free_port, pid_alive, wait_for
 
 
@@ -56,13 +56,15 @@ class Supervised:
         wait_for(back, timeout=60, what=f"the supervisor to restart {name}")
         assert not pid_alive(before["pid"])
 
-    def redis_groups(self) -> list[Any]:
+    def journal_subscribers(self) -> int:
+        """Processes subscribed to the journal bus (web hubs)."""
         import redis
 
         client = redis.Redis(unix_socket_path=str(self.stack.run_dir / "redis.sock"))
         try:
-            members = client.zrange(f"dispatch:group:{JOURNAL_GROUP}", 0, -1)
-            return list(members)
+            return int(
+                dict(client.pubsub_numsub(JOURNAL_CHANNEL))[JOURNAL_CHANNEL.encode()]
+            )
         finally:
             client.close()
 

@@ -9,6 +9,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from lanes.journal.bus import JOURNAL_GROUP
 from lanes.journal.dispatch_events import (
     MESSAGE_QUEUED,
     TRIGGER_FIRED,
@@ -17,7 +18,7 @@ from lanes.journal.dispatch_events import (
 )
 from lanes.journal.eventstore import EventRow
 from lanes.journal.reader import lane_watch
-from lanes.journal.writer import JOURNAL_GROUP, SeqCounter, journal_write_batch
+from lanes.journal.writer import SeqCounter, journal_write_batch
 from lanes.models import Lane, LaneEvent
 from lanes.models.index import LaneItem
 from lanes.services import lane_register

@@ -19,12 +19,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from dispatchsite.asgi import application
-from lanes.journal.writer import (
-    JOURNAL_GROUP,
-    JournalResult,
-    SeqCounter,
-    journal_write_batch,
-)
+from lanes.journal.bus import JOURNAL_GROUP
+from lanes.journal.writer import JournalResult, SeqCounter, journal_write_batch
 from lanes.models import Lane
 from lanes.realtime import consumers, hub
 from lanes.services import lane_register
@@ -276,7 +272,7 @@ async def test_it_takes_one_message_for_all_lanes_of_a_batch(
     other = {"thread_id": "thread-other", "first_seq": 1, "last_seq": 1}
     ours = {"thread_id": THREAD, "first_seq": 1, "last_seq": 2, "texts": texts}
     await get_channel_layer().group_send(
-        hub.JOURNAL_GROUP, {"type": "lanes.events", "batches": [other, ours]}
+        JOURNAL_GROUP, {"type": "lanes.events", "batches": [other, ours]}
     )
     assert await receive_seqs(socket, 2) == [1, 2]
     assert await nothing_more(socket, 0.3)

@@ -167,7 +167,11 @@ def test_it_survives_a_component_kill_mid_turn(
         if component == "redis":
             # The web's journal subscription is back (a restarted Redis forgets
             # groups); else sockets would fall back to the 3 s reconcile poll.
-            wait_for(supervised.redis_groups, timeout=30, what="the hub to rejoin")
+            wait_for(
+                supervised.journal_subscribers,
+                timeout=30,
+                what="the hub to resubscribe",
+            )
         # And the worker's request/reply loop serves again.
         again = stack.cli_ok("send", other["ref"], "after the outage")
         stack.wait_lane(
@@ -228,7 +232,7 @@ def test_it_survives_a_component_kill_mid_turn(
         assert watcher.connections == 1, "the Redis restart cut the websocket"
         web_log = (stack.home / "logs" / "web.log").read_text(errors="replace")
         assert "Traceback" not in web_log, web_log[-3000:]
-        lost = [line for line in web_log.splitlines() if "lost the channel" in line]
+        lost = [line for line in web_log.splitlines() if "lost the journal bus" in line]
         assert len(lost) == 1, web_log[-3000:]
     status = stack.cli_ok("daemon", "status")["daemon"]
     assert status["components"][component]["restarts"] >= 1
