@@ -9,7 +9,7 @@ every watcher: over one socket each (`/ws/events?lane=...`, all lanes) and,
 in a second run on a fresh stack, over one socket per lane
 (`/ws/lanes/<ref>/events`, watchers x lanes sockets); `--sockets` picks one.
 Latency is `time.time()` at frame receipt minus `sentAt`: app-server write
--> worker read -> journal commit -> group_send (Redis) -> the web process's
+-> worker read -> journal commit -> Redis pub/sub -> the web process's
 hub -> daphne -> client. Afterwards each watcher's seqs per lane are checked
 against the journal: none lost, none twice.
 

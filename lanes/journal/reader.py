@@ -1,9 +1,9 @@
 """Reading a lane's journal: the bounded `watch` op and the websocket replay.
 
 The journal (LaneEvent rows, contiguous `seq` per thread) is the source of
-truth; the channel layer only says "something new, probably these frames".
+truth; the journal bus only says "something new, probably these frames".
 So every reader here can start from any seq and never miss a row, whatever
-the channel layer dropped.
+the bus dropped.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ a partial stream for the whole one. Close codes: 4400 bad request, 4401
 auth (also a token revoked or expired while the socket is open), 4403 a
 lane outside the token's scope, 4404 unknown lane.
 
-The channel layer is at-most-once and drops silently past capacity, so it is
-only a fast path: the socket subscribes (lanes.realtime.hub) *before* replaying, so
-nothing falls between replay and live, and whenever a live part does not
+The journal bus (Redis pub/sub) is at-most-once, so it is only a fast path:
+the socket subscribes (lanes.realtime.hub) *before* replaying, so nothing
+falls between replay and live, and whenever a live part does not
 continue from the last frame sent on its lane (a drop, or a batch too large
 to carry its frames) it reads the missing range from the journal. Live parts
 wait in a bounded buffer while the socket is busy and go out together; past

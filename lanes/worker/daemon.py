@@ -1,8 +1,8 @@
 """The worker: the one process per host that owns `codex app-server`.
 
-It journals every app-server message (LaneEvent rows, then a group_send to
-the lane's websocket group after commit), answers the app-server's own
-requests by policy, serves request/reply commands from the channel layer,
+It journals every app-server message (LaneEvent rows, then an announcement
+on the journal bus after commit), answers the app-server's own requests by
+policy, serves request/reply commands from Redis lists,
 drains durable queues, and restarts the app-server when it dies.
 """
 
