@@ -8,6 +8,7 @@ the same way. Stdlib only: the thin CLI imports it without Django.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,3 +89,20 @@ def op_params(
         if picked:
             params[name] = picked[0]
     return params
+
+
+def confirm(
+    *, cli: str, summary: str, target: str, yes: bool, no_interactive: bool
+) -> None:
+    """A destroy's confirmation: `--yes`, else a `[y/N]` question at a
+    terminal; refused without one (or with --no-interactive)."""
+    if yes:
+        return
+    if no_interactive or not sys.stdin.isatty():
+        raise ValidationError(
+            f"`dispatch {cli}` is destructive and needs confirmation",
+            hint="pass --yes to confirm",
+        )
+    answer = input(f"{summary} ({target})? [y/N] ").strip().lower()
+    if answer not in {"y", "yes"}:
+        raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")

@@ -24,7 +24,7 @@ from dispatchsite.core.commands import SurfaceCommand, load_commands
 from dispatchsite.core.errors import DispatchError, NotStartedError, ValidationError
 from dispatchsite.core.origin import Origin, local_user
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
-from dispatchsite.surfaces.argv import OpShape, choose_op, flag_for, op_params
+from dispatchsite.surfaces.argv import OpShape, choose_op, confirm, flag_for, op_params
 from dispatchsite.surfaces.formatting import (
     add_output_flags,
     output_format,
@@ -276,17 +276,13 @@ def file_params(op: Op, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def confirm_destroy(op: Op, args: argparse.Namespace, params: dict[str, Any]) -> None:
-    if getattr(args, "yes", False):
-        return
-    target = " ".join(str(params[p]) for p in op.positionals if p in params)
-    if getattr(args, "no_interactive", False) or not sys.stdin.isatty():
-        raise ValidationError(
-            f"`dispatch {op.cli}` is destructive and needs confirmation",
-            hint="pass --yes to confirm",
-        )
-    answer = input(f"{op.summary} ({target})? [y/N] ").strip().lower()
-    if answer not in {"y", "yes"}:
-        raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")
+    confirm(
+        cli=op.cli,
+        summary=op.summary,
+        target=" ".join(str(params[p]) for p in op.positionals if p in params),
+        yes=getattr(args, "yes", False),
+        no_interactive=getattr(args, "no_interactive", False),
+    )
 
 
 def emit(result: Any, fmt: str = "json") -> None:

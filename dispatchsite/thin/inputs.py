@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatchsite.core.errors import ValidationError
-from dispatchsite.surfaces.argv import flag_for
+from dispatchsite.surfaces.argv import confirm, flag_for
 
 
 @dataclass
@@ -71,16 +71,14 @@ def file_params(op: dict[str, Any], params: dict[str, Any], kept: Kept) -> None:
 def confirm_destroy(
     op: dict[str, Any], args: argparse.Namespace, params: dict[str, Any], kept: Kept
 ) -> None:
-    """As cli.confirm_destroy: the same prompt, refusals and errors."""
-    if getattr(args, "yes", False) or kept.confirmed:
+    """As cli.confirm_destroy, remembering a yes across a retried call."""
+    if kept.confirmed:
         return
-    target = " ".join(str(params[p]) for p in op["positionals"] if p in params)
-    if getattr(args, "no_interactive", False) or not sys.stdin.isatty():
-        raise ValidationError(
-            f"`dispatch {op['cli']}` is destructive and needs confirmation",
-            hint="pass --yes to confirm",
-        )
-    answer = input(f"{op['summary']} ({target})? [y/N] ").strip().lower()
-    if answer not in {"y", "yes"}:
-        raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")
+    confirm(
+        cli=op["cli"],
+        summary=op["summary"],
+        target=" ".join(str(params[p]) for p in op["positionals"] if p in params),
+        yes=getattr(args, "yes", False),
+        no_interactive=getattr(args, "no_interactive", False),
+    )
     kept.confirmed = True

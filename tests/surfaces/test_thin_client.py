@@ -15,18 +15,9 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.stack import Stack
+from tests.support.thin_probe import PROBE
 
 pytestmark = pytest.mark.e2e
-
-PROBE = """
-import sys
-from dispatchsite.cli import main
-try:
-    main()
-finally:
-    heavy = sorted(m for m in ("django", "pydantic") if m in sys.modules)
-    sys.stderr.write("IMPORTED " + json.dumps(heavy) + "\\n")
-"""
 
 CALLS = [
     ("list",),
@@ -62,7 +53,7 @@ def probe(
     import subprocess
 
     done = subprocess.run(
-        [sys.executable, "-c", "import json\n" + PROBE, *argv],
+        [sys.executable, "-c", PROBE, *argv],
         env={**stack.env, **(env or {})},
         cwd=stack.root,
         capture_output=True,

@@ -21,18 +21,10 @@ import pytest
 
 from dispatchsite.core.origin import local_user
 from tests.support.stack import Stack
+from tests.support.thin_probe import PROBE
 
 pytestmark = pytest.mark.e2e
 
-PROBE = """
-import json, sys
-from dispatchsite.cli import main
-try:
-    main()
-finally:
-    heavy = sorted(m for m in ("django", "pydantic") if m in sys.modules)
-    sys.stderr.write("IMPORTED " + json.dumps(heavy) + "\\n")
-"""
 # Values that differ between two identical calls made one after the other
 # (the worker delivers the first queued message while the second is sent).
 VARYING = [
