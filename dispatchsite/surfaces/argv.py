@@ -8,8 +8,9 @@ the same way. Stdlib only: the thin CLI imports it without Django.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +107,47 @@ def confirm(
     answer = input(f"{summary} ({target})? [y/N] ").strip().lower()
     if answer not in {"y", "yes"}:
         raise ValidationError("not confirmed", hint="pass --yes to skip the prompt")
+
+
+def command_words(args: Any) -> list[str]:
+    """The subcommand words argparse parsed (`_cmd_1`, `_cmd_2`, ...)."""
+    words = []
+    depth = 1
+    while (word := getattr(args, f"_cmd_{depth}", None)) is not None:
+        words.append(word)
+        depth += 1
+    return words
+
+
+def path_params(
+    files: Mapping[str, Mapping[str, bool]],
+    params: dict[str, Any],
+    read_stdin: Callable[[], bytes],
+) -> None:
+    """Path inputs (`files`: name -> {"if_exists", "stdin"}) made absolute
+    against the caller's cwd; one `-` reads stdin into `params["stdin"]`.
+
+    The op may run in another process (the daemon has no stdin and another
+    cwd), so the CLI reads stdin itself and sends the content."""
+    readers = []
+    for name, spec in files.items():
+        value = params.get(name)
+        if not isinstance(value, str):
+            continue
+        if value == "-" and spec["stdin"]:
+            readers.append(name)
+        elif value != "-" and (not spec["if_exists"] or os.path.exists(value)):
+            params[name] = os.path.abspath(os.path.expanduser(value))
+    if len(readers) > 1:
+        raise ValidationError(
+            " and ".join(flag_for(n) for n in readers) + " both read stdin",
+            hint="only one input may come from stdin; pass the others as files",
+        )
+    if readers:
+        try:
+            params["stdin"] = read_stdin().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"{flag_for(readers[0])} -: stdin is not UTF-8 ({exc.reason})",
+                hint="pipe UTF-8 text",
+            ) from None

@@ -24,7 +24,15 @@ from dispatchsite.core.commands import SurfaceCommand, load_commands
 from dispatchsite.core.errors import DispatchError, NotStartedError, ValidationError
 from dispatchsite.core.origin import Origin, local_user
 from dispatchsite.core.registry import Op, execute, internal_fields, load_ops
-from dispatchsite.surfaces.argv import OpShape, choose_op, confirm, flag_for, op_params
+from dispatchsite.surfaces.argv import (
+    OpShape,
+    choose_op,
+    command_words,
+    confirm,
+    flag_for,
+    op_params,
+    path_params,
+)
 from dispatchsite.surfaces.formatting import (
     add_output_flags,
     output_format,
@@ -241,37 +249,21 @@ def chosen_op_params(node: Node, args: argparse.Namespace) -> tuple[Op, dict[str
     return next(op for op in node.ops if op.id == chosen.id), params
 
 
-def file_params(op: Op, params: dict[str, Any]) -> dict[str, Any]:
-    """Path flags made absolute against the caller's cwd; one '-' reads stdin.
+def path_inputs(op: Op) -> dict[str, dict[str, bool]]:
+    """The op's path fields: name -> {"if_exists", "stdin"}."""
+    return {
+        name: {
+            "if_exists": field_extra(info)["cli_path"] == "if_exists",
+            "stdin": bool(field_extra(info).get("cli_stdin")),
+        }
+        for name, info in op.input.model_fields.items()
+        if field_extra(info).get("cli_path")
+    }
 
-    The op may run in another process (the daemon has no stdin and another
-    cwd), so the CLI reads stdin itself and sends the content.
-    """
-    readers = []
-    for name, info in op.input.model_fields.items():
-        extra = field_extra(info)
-        value = params.get(name)
-        if not extra.get("cli_path") or not isinstance(value, str):
-            continue
-        if value == "-" and extra.get("cli_stdin"):
-            readers.append(name)
-        elif value != "-" and (
-            extra["cli_path"] != "if_exists" or os.path.exists(value)
-        ):
-            params[name] = os.path.abspath(os.path.expanduser(value))
-    if len(readers) > 1:
-        raise ValidationError(
-            " and ".join(flag_for(n) for n in readers) + " both read stdin",
-            hint="only one input may come from stdin; pass the others as files",
-        )
-    if readers:
-        try:
-            params["stdin"] = sys.stdin.buffer.read().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValidationError(
-                f"{flag_for(readers[0])} -: stdin is not UTF-8 ({exc.reason})",
-                hint="pipe UTF-8 text",
-            ) from None
+
+def file_params(op: Op, params: dict[str, Any]) -> dict[str, Any]:
+    """Path flags made absolute against the caller's cwd; one '-' reads stdin."""
+    path_params(path_inputs(op), params, sys.stdin.buffer.read)
     return params
 
 
@@ -310,11 +302,7 @@ def dispatch_args(nodes: dict[tuple[str, ...], Node], args: argparse.Namespace) 
     command: SurfaceCommand | None = getattr(args, "_surface_command", None)
     if command is not None:
         return command.run(args)
-    words = []
-    depth = 1
-    while (word := getattr(args, f"_cmd_{depth}", None)) is not None:
-        words.append(word)
-        depth += 1
+    words = command_words(args)
     node = nodes.get(tuple(words))
     for dest, switched in (node.switch_commands if node else {}).items():
         if getattr(args, dest, False):

@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 from dispatchsite.core.registry import Op, load_ops
-from dispatchsite.surfaces.cli import Node, build_parser, field_extra
+from dispatchsite.surfaces.cli import Node, build_parser, path_inputs
 from dispatchsite.surfaces.cli_env import env_digest
 
 FORMAT = 2
@@ -107,14 +107,7 @@ CALLER_CWD_OPS = frozenset({"new", "new_plan"})
 
 def op_data(op: Op) -> dict[str, Any]:
     fields = op.input.model_fields
-    files = {
-        name: {
-            "if_exists": field_extra(info)["cli_path"] == "if_exists",
-            "stdin": bool(field_extra(info).get("cli_stdin")),
-        }
-        for name, info in fields.items()
-        if field_extra(info).get("cli_path")
-    }
+    files = path_inputs(op)
     return {
         "id": op.id,
         "cli": op.cli,

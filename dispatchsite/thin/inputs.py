@@ -1,7 +1,7 @@
 """What the in-process CLI does between parsing an op and running it, done
 by the thin client in the caller's process, the same way.
 
-Mirrors dispatchsite.surfaces.cli.file_params and confirm_destroy on the
+Runs the in-process CLI's own steps (dispatchsite.surfaces.argv) on the
 snapshot's op data: path fields are made absolute against the caller's cwd
 (the daemon, on the same machine and run by the same user, opens them), a
 `-` path's stdin is read here and sent as the op's `stdin`, and a destroy
@@ -18,8 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from dispatchsite.core.errors import ValidationError
-from dispatchsite.surfaces.argv import confirm, flag_for
+from dispatchsite.surfaces.argv import confirm, path_params
 
 
 @dataclass
@@ -40,30 +39,13 @@ class Kept:
 def file_params(op: dict[str, Any], params: dict[str, Any], kept: Kept) -> None:
     """As cli.file_params; and the caller's cwd where the handler would
     take the process's own (cli_snapshot.CALLER_CWD_OPS)."""
-    readers = []
-    for name, spec in op["files"].items():
-        value = params.get(name)
-        if not isinstance(value, str):
-            continue
-        if value == "-" and spec["stdin"]:
-            readers.append(name)
-        elif value != "-" and (not spec["if_exists"] or os.path.exists(value)):
-            params[name] = os.path.abspath(os.path.expanduser(value))
-    if len(readers) > 1:
-        raise ValidationError(
-            " and ".join(flag_for(n) for n in readers) + " both read stdin",
-            hint="only one input may come from stdin; pass the others as files",
-        )
-    if readers:
+
+    def read_stdin() -> bytes:
         if kept.stdin is None:
             kept.stdin = sys.stdin.buffer.read()
-        try:
-            params["stdin"] = kept.stdin.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValidationError(
-                f"{flag_for(readers[0])} -: stdin is not UTF-8 ({exc.reason})",
-                hint="pipe UTF-8 text",
-            ) from None
+        return kept.stdin
+
+    path_params(op["files"], params, read_stdin)
     if op["caller_cwd"] and params.get("cwd") is None:
         params["cwd"] = os.getcwd()
 

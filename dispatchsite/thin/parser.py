@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from dispatchsite.surfaces.argv import OpShape, choose_op, op_params
+from dispatchsite.surfaces.argv import OpShape, choose_op, command_words, op_params
 
 TYPES: dict[str | None, Any] = {None: None, "int": int, "float": float, "str": str}
 KINDS: dict[str, Any] = {
@@ -183,11 +183,7 @@ def resolve(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(op, params) for parsed `args`, as dispatch_args would run them;
     Fallback for what only the in-process CLI runs."""
-    words = []
-    depth = 1
-    while (word := getattr(args, f"_cmd_{depth}", None)) is not None:
-        words.append(word)
-        depth += 1
+    words = command_words(args)
     node = nodes.get(tuple(words))
     switches = node.data["switch_commands"] if node else {}
     # A parent's set_defaults stays in the namespace under its children.
