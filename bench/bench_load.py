@@ -148,7 +148,8 @@ def run(args: argparse.Namespace, root: Path, mock_port: int | None) -> dict[str
     context = multiprocessing.get_context("spawn")
     procs: list[Any] = []
     try:
-        stack.start(web=True)
+        stack.start()
+        stack.start_web(processes=args.web_processes)
         web_url = str(stack.web_url)
         token = stack.cli_ok("token", "create", "bench")["token"]
         http = httpx.Client(
@@ -188,16 +189,22 @@ def run(args: argparse.Namespace, root: Path, mock_port: int | None) -> dict[str
             if not ready.wait(120):
                 raise RuntimeError("watchers did not connect")
             procs.append(proc)
+        webs = {
+            name: proc.pid
+            for name, proc in stack.procs.items()
+            if name.startswith("web")
+        }
         sampler = RssSampler(
             {
                 "worker": stack.procs["worker"].pid,
-                "web": stack.procs["web"].pid,
+                **webs,
                 "app-server": stack.worker_state().get("app_server_pid"),
                 "redis": stack.procs["redis"].pid,
             }
         )
         sampler.start()
-        groups = {name: [pid] for name, pid in sampler.pids.items()}
+        groups = {name: [pid] for name, pid in sampler.pids.items() if name not in webs}
+        groups["web"] = list(webs.values())
         groups |= {"watchers": [p.pid for p in procs], "load client": [os.getpid()]}
         cpu_before = {k: sum(map(cpu_seconds, v)) for k, v in groups.items()}
         # Every lane's turn at once, each 20 deltas over `--turn-seconds`.
@@ -266,6 +273,7 @@ def run(args: argparse.Namespace, root: Path, mock_port: int | None) -> dict[str
         "lanes": args.lanes,
         "watchers": args.watchers,
         "rate": args.rate,
+        "web_processes": args.web_processes,
         "seconds": args.seconds,
         "turn_seconds": args.turn_seconds,
         "cpu_cores": os.cpu_count(),
@@ -319,6 +327,7 @@ def table(report: dict[str, Any]) -> str:
     rows = [
         ("codex", report["codex"]),
         ("lanes / watchers", f"{report['lanes']} / {report['watchers']}"),
+        ("web processes", report["web_processes"]),
         (
             "turns active after start",
             f"{report['turns_active_after_start']} (starts {report['turn_starts']}"
@@ -390,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watchers", type=int, default=50)
     parser.add_argument("--rate", type=float, default=200.0, help="REST requests/s")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=1,
+        help="daphne processes sharing the port (DISPATCH_WEB_PROCESSES)",
+    )
     parser.add_argument(
         "--connections",
         type=int,

@@ -88,6 +88,11 @@ def beat_state_file(host: str) -> Path:
     return run_dir() / f"beat-{host}.json"
 
 
+def web_state_file(name: str) -> Path:
+    """Written by a web process sharing the port once it listens (`web-2`...)."""
+    return run_dir() / f"{name}.json"
+
+
 def celerybeat_schedule_file() -> Path:
     return run_dir() / "celerybeat-schedule"
 

@@ -139,10 +139,15 @@ def _probe_redis(child: Child) -> bool:
     return ping_socket(home.redis_socket_path(), timeout=0.3)
 
 
-def _web_probe(port: int) -> Callable[[Child], bool]:
+def _web_probe(port: int, *, ready_file: Path | None) -> Callable[[Child], bool]:
     url = f"http://127.0.0.1:{port}/healthz"
 
     def probe(child: Child) -> bool:
+        # On a shared port any sibling may answer: this process says so itself.
+        if ready_file is not None:
+            written = home.read_json(ready_file) or {}
+            if written.get("pid") != child.pid:
+                return False
         try:
             with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310
                 return bool(response.status == 200)
@@ -242,16 +247,51 @@ def beat_argv() -> list[str]:
 
 
 def web_argv(
-    *, port: int, ping_interval: int | None = None, ping_timeout: int | None = None
+    *,
+    port: int,
+    ping_interval: int | None = None,
+    ping_timeout: int | None = None,
+    shared: bool = False,
+    ready_file: Path | None = None,
 ) -> list[str]:
-    """daphne serving dispatch; pings as daphne's defaults unless given."""
+    """daphne serving dispatch; pings as daphne's defaults unless given.
+
+    `shared`: one of several web processes on `port` (dispatchsite.runtime.web).
+    """
     argv = [sys.executable, "-m", "dispatchsite.runtime.web"]
-    argv += ["-b", "127.0.0.1", "-p", str(port)]
+    if shared:
+        argv += ["--shared-port", f"127.0.0.1:{port}"]
+    else:
+        argv += ["-b", "127.0.0.1", "-p", str(port)]
+    if ready_file is not None:
+        argv += ["--ready-file", str(ready_file)]
     if ping_interval is not None:
         argv += ["--ping-interval", str(ping_interval)]
     if ping_timeout is not None:
         argv += ["--ping-timeout", str(ping_timeout)]
     return [*argv, "dispatchsite.asgi:application"]
+
+
+def web_names(processes: int) -> list[str]:
+    """The web children: `web`, then `web-2` ... when several share the port."""
+    return ["web"] + [f"web-{n}" for n in range(2, processes + 1)]
+
+
+def web_children(*, port: int, after: tuple[str, ...]) -> list[Child]:
+    processes = settings.DISPATCH_WEB_PROCESSES
+    children = []
+    for name in web_names(processes):
+        ready = home.web_state_file(name) if processes > 1 else None
+        argv = web_argv(
+            port=port,
+            ping_interval=settings.DISPATCH_WS_PING_INTERVAL,
+            ping_timeout=settings.DISPATCH_WS_PING_TIMEOUT,
+            shared=processes > 1,
+            ready_file=ready,
+        )
+        probe = _web_probe(port, ready_file=ready)
+        children.append(Child(name=name, argv=argv, probe=probe, after=after))
+    return children
 
 
 def build_children(
@@ -272,14 +312,7 @@ def build_children(
         children.append(Child(name="redis", argv=argv, probe=_probe_redis))
         after = ("redis",)
     if "web" in wanted:
-        web = web_argv(
-            port=port,
-            ping_interval=settings.DISPATCH_WS_PING_INTERVAL,
-            ping_timeout=settings.DISPATCH_WS_PING_TIMEOUT,
-        )
-        children.append(
-            Child(name="web", argv=web, probe=_web_probe(port), after=after)
-        )
+        children += web_children(port=port, after=after)
     if "worker" in wanted:
         children.append(
             Child(

@@ -323,8 +323,8 @@ class Supervisor:
             record = self.app_server
             stop_verified(record["pid"], record.get("pid_start"), grace=STOP_GRACE_S)
             self.app_server = None
-        for name in ("worker", "celery", "beat"):
-            self._forget_ready_file(name, None)
+        for child in self.children:
+            self._forget_ready_file(child.name, None)
         if self.private_redis:
             home.unlink_quietly(home.redis_socket_path())
         if self.failure is not None:
@@ -381,6 +381,8 @@ class Supervisor:
             "celery": home.celery_state_file(self.host),
             "beat": home.beat_state_file(self.host),
         }.get(name)
+        if name.startswith("web"):
+            path = home.web_state_file(name)
         data = home.read_json(path) if path else None
         if path and data and (data.get("pid") == pid or not pid_alive(data.get("pid"))):
             home.unlink_quietly(path)

@@ -249,25 +249,35 @@ class Stack:
 
         wait_for(ready, timeout=30, what=f"worker ready ({self.root}/worker.log)")
 
-    def start_web(self, port: int | None = None) -> None:
-        from dispatchsite.runtime.stack import web_argv
+    def start_web(self, port: int | None = None, *, processes: int = 1) -> None:
+        """daphne on `port`; `processes` > 1 share it as `web`, `web-2`, ..."""
+        from dispatchsite.runtime.stack import web_argv, web_names
 
         port = port or free_port()
         # `dispatch up` passes DISPATCH_WS_PING_* (settings); here only a
         # test that sets them changes daphne's own defaults.
         interval = self.env.get("DISPATCH_WS_PING_INTERVAL")
         timeout = self.env.get("DISPATCH_WS_PING_TIMEOUT")
-        self.spawn(
-            "web",
-            web_argv(
-                port=port,
-                ping_interval=int(interval) if interval else None,
-                ping_timeout=int(timeout) if timeout else None,
-            ),
-        )
+        ready_files = []
+        for name in web_names(processes):
+            ready = self.run_dir / f"{name}.json" if processes > 1 else None
+            self.spawn(
+                name,
+                web_argv(
+                    port=port,
+                    ping_interval=int(interval) if interval else None,
+                    ping_timeout=int(timeout) if timeout else None,
+                    shared=processes > 1,
+                    ready_file=ready,
+                ),
+            )
+            if ready is not None:
+                ready_files.append(ready)
         import urllib.request
 
         def healthy() -> bool:
+            if not all(path.exists() for path in ready_files):
+                return False
             try:
                 with urllib.request.urlopen(
                     f"http://127.0.0.1:{port}/healthz", timeout=1
@@ -292,7 +302,8 @@ class Stack:
         proc.wait(timeout=10)
 
     def stop(self) -> None:
-        for name in ("web", "worker", "redis"):
+        webs = [name for name in self.procs if name.startswith("web")]
+        for name in (*webs, "worker", "redis"):
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue
