@@ -29,10 +29,11 @@ from dispatchsite.core.errors import AuthorityError, NotFoundError, ValidationEr
 from dispatchsite.core.origin import Origin
 from dispatchsite.core.registry import load_ops, parse_input
 from lanes.models import ApiToken, Lane
-from lanes.selectors import find_lane
+from lanes.selectors import find_lane, select_sql
 
 TOKEN_PREFIX = "dsp_"
 PREFIX_LENGTH = len(TOKEN_PREFIX) + 8
+TOKEN_BY_PREFIX = select_sql(ApiToken, '"prefix" = %s')
 # last_used_at is a hint for humans; writing it on every request would take
 # SQLite's write lock on the hot path, so it is refreshed at most this often.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -66,9 +67,16 @@ def token_generate() -> str:
 
 
 def live_tokens() -> Any:
-    """Tokens neither revoked nor expired."""
+    """Tokens neither revoked nor expired (token_is_live, as a queryset)."""
     return ApiToken.objects.filter(revoked_at__isnull=True).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+def token_is_live(token: ApiToken, now: datetime) -> bool:
+    """live_tokens() for one loaded token."""
+    return token.revoked_at is None and (
+        token.expires_at is None or token.expires_at > now
     )
 
 
@@ -195,10 +203,18 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
     """
     if not raw.startswith(TOKEN_PREFIX) or len(raw) <= PREFIX_LENGTH:
         return None
-    token = live_tokens().filter(prefix=raw[:PREFIX_LENGTH]).first()
-    if token is None or not hmac.compare_digest(token.token_hash, token_hash(raw)):
+    # Every request runs this: one fixed indexed lookup of the unique prefix,
+    # and liveness checked on the row just read, so a revocation made by
+    # another process still counts from the next request.
+    found = list(ApiToken.objects.raw(TOKEN_BY_PREFIX, [raw[:PREFIX_LENGTH]]))
+    if not found:
         return None
+    token = found[0]
     now = timezone.now()
+    if not token_is_live(token, now):
+        return None
+    if not hmac.compare_digest(token.token_hash, token_hash(raw)):
+        return None
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now

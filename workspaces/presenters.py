@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from django.db.models import Model, QuerySet
 
 from lanes.models import Lane
 from workspaces.checks import lane_output_checks
 from workspaces.models import LaneLaunch, Packet, Workspace, Worktree
+
+M = TypeVar("M", bound=Model)
+
+
+def one(rows: QuerySet[M]) -> M | None:
+    """The row of a query on a unique key, or None."""
+    return next(iter(rows.order_by()[:1]), None)
 
 
 def packet_summary(packet: Packet | None) -> dict[str, Any] | None:
@@ -25,11 +34,13 @@ def packet_summary(packet: Packet | None) -> dict[str, Any] | None:
 
 
 def launch_detail(lane: Lane) -> dict[str, Any]:
-    launch = LaneLaunch.objects.filter(lane=lane).select_related("packet").first()
+    # One-to-one rows: fetched by plain filters, without the ORDER BY that
+    # .first() would build (`get` runs this on every call).
+    launch = one(LaneLaunch.objects.filter(lane=lane).select_related("packet"))
     if launch is None:
         return {}
-    workspace = Workspace.objects.filter(lane=lane).first()
-    worktree = Worktree.objects.filter(lane=lane).first()
+    workspace = one(Workspace.objects.filter(lane=lane))
+    worktree = one(Worktree.objects.filter(lane=lane))
     return {
         "launch": {
             "packet": packet_summary(launch.packet),

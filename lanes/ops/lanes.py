@@ -201,7 +201,8 @@ class GetOut(LaneListItemOut):
 def show(data: GetIn, origin: Origin) -> dict[str, Any]:
     lane = resolve_lane(data.lane)
     counts = {status: 0 for status in QueuedMessage.Status.values}
-    for status in lane.queue.values_list("status", flat=True):
+    # Counted in Python: no ORDER BY (the model's) nor GROUP BY to build.
+    for status in lane.queue.order_by().values_list("status", flat=True):
         counts[status] += 1
     out: dict[str, Any] = {
         **lane_row(lane, sync_states([lane])),

@@ -53,7 +53,9 @@ def send(data: SendIn, origin: Origin) -> dict[str, Any]:
         caller_thread_id=data.caller_thread_id or origin.caller_thread_id,
         origin=origin,
     )
-    return ack(lane, result)
+    # lane_queue re-reads the lane after its writes (to decide on waking the
+    # worker): a queued send's reply needs no second read.
+    return ack(lane, result, refresh=data.mode != "queue")
 
 
 class StopIn(OpInput):

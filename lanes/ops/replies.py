@@ -11,18 +11,24 @@ from lanes.models.index import LaneSyncState
 from lanes.presenters import lane_identity, lane_list_item
 
 
-def ack(lane: Lane, fields: dict[str, Any]) -> dict[str, Any]:
-    # The service changed the lane's row; reply with its state after the call.
-    lane.refresh_from_db()
+def ack(lane: Lane, fields: dict[str, Any], *, refresh: bool = True) -> dict[str, Any]:
+    # The service changed the lane's row; reply with its state after the call
+    # (refresh=False: the service re-read the lane after its last write).
+    if refresh:
+        lane.refresh_from_db()
     return {**lane_identity(lane), "accepted": True, **fields}
 
 
 def sync_states(lanes: list[Lane]) -> dict[str, LaneSyncState]:
+    """Each lane's sync state; lanes never synced share one blank state
+    (building one per row in sync_view was a fifth of `list`'s CPU)."""
     ids = [lane.thread_id for lane in lanes]
-    return {
+    found = {
         state.thread_id: state
         for state in LaneSyncState.objects.filter(thread_id__in=ids)
     }
+    blank = LaneSyncState()
+    return {thread_id: found.get(thread_id, blank) for thread_id in ids}
 
 
 def lane_row(
