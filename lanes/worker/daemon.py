@@ -33,10 +33,8 @@ from lanes.appserver.protocol import (
     THREAD_TURNS_LIST,
     TURN_START,
 )
-from lanes.journal.bus import journal_announce
 from lanes.journal.dispatch_events import MESSAGE_DELIVERED
 from lanes.journal.lane_state import lanes_mark_turns_lost
-from lanes.journal.reader import frame_text
 from lanes.journal.writer import JournalResult, SeqCounter, journal_write_batch
 from lanes.turns import turn_start_params
 from lanes.worker import recovery
@@ -45,6 +43,7 @@ from lanes.worker.gateway import command_channel
 from lanes.worker.held import ServerRequestDesk
 from lanes.worker.journal_health import JournalKeeper, announce
 from lanes.worker.lease import HostLease
+from lanes.worker.publish import journal_publish
 from lanes.worker.queue import (
     lanes_with_pending,
     queued_message_claim_next,
@@ -59,8 +58,6 @@ T = TypeVar("T")
 JOURNAL_BATCH = 2000
 COALESCE_BELOW = 1000
 COALESCE_SECONDS = 0.025
-# Frames above this size go out as a seq range; watchers read them from the DB.
-FRAME_BYTES_LIMIT = 256 * 1024
 HEARTBEAT_SECONDS = 2.0
 RESTART_REASON = "dispatch restarted during this turn"
 
@@ -122,6 +119,7 @@ class Worker:
         await self.stopping.wait()
         for task in background[2:]:
             task.cancel()
+        await asyncio.gather(*background[2:], return_exceptions=True)
         if self.client is not None:
             await self.client.close()
         await background[0]
@@ -316,42 +314,7 @@ class Worker:
             await db(announce)(result.rows)
 
     async def publish(self, frames: list[tuple[str, dict[str, Any]]]) -> None:
-        """Announce a committed batch: one message for every lane in it.
-
-        Web processes keep one hub subscribed to the journal bus
-        (lanes.journal.bus, lanes.realtime.hub) and fan out to their sockets
-        in memory. Frames travel encoded, once
-        here, as every socket sends them.
-        """
-        by_thread: dict[str, list[tuple[int, str]]] = {}
-        for thread_id, frame in frames:
-            by_thread.setdefault(thread_id, []).append(
-                (frame["seq"], frame_text(frame))
-            )
-        parts: list[dict[str, Any]] = []
-        size = 0
-        for thread_id, rows in by_thread.items():
-            part: dict[str, Any] = {
-                "thread_id": thread_id,
-                "first_seq": rows[0][0],
-                "last_seq": rows[-1][0],
-            }
-            encoded = sum(len(text) for _seq, text in rows)
-            if encoded <= FRAME_BYTES_LIMIT:
-                part["texts"] = [text for _seq, text in rows]
-                size += encoded
-            parts.append(part)
-            if size > FRAME_BYTES_LIMIT:
-                await self.send_parts(parts)
-                parts, size = [], 0
-        if parts:
-            await self.send_parts(parts)
-
-    async def send_parts(self, parts: list[dict[str, Any]]) -> None:
-        try:
-            await journal_announce(parts)
-        except Exception as exc:  # watchers refill gaps from the journal
-            log.warning("announcing a journal batch failed: %s", exc)
+        await journal_publish(frames)
 
     # -- queue ---------------------------------------------------------------
 
@@ -408,8 +371,18 @@ class Worker:
                 log.warning("rpc receive failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if message is not None:
+            if message is not None and await self.take(message):
                 self.spawn(self.answer(message))
+
+    async def take(self, message: dict[str, Any]) -> bool:
+        """Whether to serve `message`; if not, it goes back to the host's list."""
+        serve = False
+        try:
+            serve = await self.still_holds_host()
+        finally:  # also when cancelled: the host's next worker answers it
+            if not serve:
+                await self.rpc.give_back(message)
+        return serve
 
     async def answer(self, message: dict[str, Any]) -> None:
         reply = await self.run_command(message)
@@ -421,6 +394,8 @@ class Worker:
     async def handle_command(self, message: dict[str, Any]) -> None:
         """Wake-ups on the channel layer: losing one is harmless."""
         kind = message.get("type")
+        if not await self.still_holds_host():
+            return
         if kind == "appserver.drain":
             await self.drain_lane(message["thread_id"])
         elif kind == "appserver.answered":
@@ -459,6 +434,12 @@ class Worker:
         }
 
     # -- heartbeat -------------------------------------------------------------
+
+    async def still_holds_host(self) -> bool:
+        """Renew the lease first unless a heartbeat just did (a stalled worker)."""
+        if not self.lease.held_within(HEARTBEAT_SECONDS + 1):
+            await self.write_heartbeat()
+        return self.lease.lost is None
 
     async def heartbeat_loop(self) -> None:
         while True:

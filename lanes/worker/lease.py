@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,8 @@ class HostLease:
         self.machine = machine_identity()
         # Set when another worker took the host: the worker stops with it.
         self.lost: ValidationError | None = None
+        # time.monotonic() before the last write that held the lease.
+        self.held_at = 0.0
 
     def mine(self) -> QuerySet[WorkerLease]:
         return WorkerLease.objects.filter(
@@ -120,6 +123,7 @@ class HostLease:
     def claim(self) -> None:
         """Hold the host, or raise ValidationError naming its live holder."""
         for _ in range(CLAIM_ROUNDS):
+            began = time.monotonic()
             now = timezone.now()
             values = {
                 "pid": self.pid,
@@ -132,6 +136,7 @@ class HostLease:
             try:
                 with transaction.atomic():
                     WorkerLease.objects.create(host=self.host, **values)
+                self.held_at = began
                 return
             except IntegrityError:
                 pass
@@ -147,6 +152,7 @@ class HostLease:
                 heartbeat_at=held.heartbeat_at,
             ).update(**values)
             if taken:
+                self.held_at = began
                 log.info(
                     "took over the lease of host %s from %s",
                     self.host,
@@ -161,12 +167,14 @@ class HostLease:
         """Renew the lease; on finding it taken, set `lost` for the worker."""
         if self.lost is not None:
             return
+        began = time.monotonic()
         renewed = self.mine().update(
             heartbeat_at=timezone.now(),
             app_server_pid=app_server_pid,
             app_server_version=app_server_version,
         )
         if renewed:
+            self.held_at = began
             return
         held = WorkerLease.objects.filter(host=self.host).first()
         if held is None:
@@ -179,6 +187,15 @@ class HostLease:
         else:
             self.lost = host_taken_error(self.host, held, lost=True)
         log.error("%s (%s)", self.lost.message, FIX)
+
+    def held_within(self, seconds: float) -> bool:
+        """Whether the lease was renewed in the last `seconds` (no query).
+
+        Nobody takes a lease younger than its freshness window, so a recent
+        renewal proves it is still ours; a worker that was stalled (frozen,
+        swapped out) must renew before it acts for the host again.
+        """
+        return self.lost is None and time.monotonic() - self.held_at < seconds
 
     def release(self) -> None:
         self.mine().delete()

@@ -15,7 +15,9 @@ queued while no worker ran never starts a turn nobody waits for.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +30,9 @@ KEY_TTL_SECONDS = 120
 # Hosts' clocks may differ a little: a command counts as abandoned only
 # this long after its caller's deadline.
 CLOCK_SLACK_SECONDS = 5.0
+
+
+log = logging.getLogger("dispatch.worker")
 
 
 def rpc_key(host: str) -> str:
@@ -116,6 +121,24 @@ class RpcInbox:
         if float(command.get("expires_at") or 0) + CLOCK_SLACK_SECONDS < time.time():
             return None
         return command
+
+    async def give_back(self, command: dict[str, Any]) -> None:
+        """Return a popped command to the head of the list, for the next owner.
+
+        A worker that is stopping (it lost the host) finishes this first:
+        cancelled half way, the command would be lost or its fate unknown.
+        """
+        pushing = asyncio.ensure_future(
+            self.client.lpush(self.key, json.dumps(command))
+        )
+        try:
+            await asyncio.shield(pushing)
+        except asyncio.CancelledError:
+            await pushing
+            raise
+        finally:
+            what = command.get("method") or command.get("type")
+            log.warning("handed a %s command back: another worker holds the host", what)
 
     async def reply(self, reply_key: str, reply: dict[str, Any]) -> None:
         pipe = self.client.pipeline(transaction=False)

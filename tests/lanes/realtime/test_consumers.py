@@ -26,6 +26,7 @@ from lanes.realtime import consumers, hub
 from lanes.services import lane_register
 from lanes.tokens import api_token_create
 from lanes.worker import daemon as worker
+from lanes.worker import publish
 from tests.support.stack import FRAME_KEYS
 from tests.support.ws import events_of
 
@@ -281,7 +282,7 @@ async def test_it_takes_one_message_for_all_lanes_of_a_batch(
 async def test_it_reads_large_batches_from_the_journal(
     lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker, "FRAME_BYTES_LIMIT", 0)  # every batch as a range
+    monkeypatch.setattr(publish, "FRAME_BYTES_LIMIT", 0)  # every batch as a range
     socket = await connect()
     await journal.record_and_publish("a", "b", "c")
     assert await receive_seqs(socket, 3) == [1, 2, 3]

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from dispatchsite.core.errors import ValidationError
 from lanes.models import WorkerLease
+from lanes.worker.daemon import HEARTBEAT_SECONDS
 from lanes.worker.lease import FIX, HostLease, machine_identity
 from tests.support.stack import DB_NAME, HOST, Stack, pid_alive, wait_for
 
@@ -222,8 +224,7 @@ def test_it_takes_a_stale_lease_and_the_stalled_holder_stops(stack: Stack) -> No
         stack.start_worker()
         taker = stack.procs["worker"].pid
         assert lease_holder(stack)[0] == taker
-        # No send while it is frozen: a BLPOP it left pending in Redis would
-        # still hand it the command.
+        # A send while it is frozen: see the test below.
         stalled.send_signal(signal.SIGCONT)
         # Its next heartbeat finds the lease taken: it stops, non-zero.
         assert stalled.wait(timeout=30) == 2
@@ -236,6 +237,65 @@ def test_it_takes_a_stale_lease_and_the_stalled_holder_stops(stack: Stack) -> No
     assert f"lost the host's lease to worker pid {taker}" in log
     assert lease_holder(stack)[0] == taker and pid_alive(taker)
     send_reaches_model(stack, lane["ref"], lane["id"], "after the takeover")
+
+
+def blpop_clients(stack: Stack) -> int:
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(stack.run_dir / "redis.sock"))
+    try:
+        return sum(c["cmd"] == "blpop" for c in client.client_list())
+    finally:
+        client.close()
+
+
+def test_it_hands_a_command_popped_after_losing_the_lease_to_the_new_worker(
+    stack: Stack,
+) -> None:
+    lane = stack.cli_ok("new", "--name", "handed", "--text", "hello")
+    stack.wait_lane(lane["id"], lambda r: r["latest_turn_status"] == "completed")
+    stalled = stack.procs["worker"]
+    sent: list[Any] = []
+    try:
+        freeze_between_writes(stack, stalled)
+        frozen_at = time.monotonic()
+        set_heartbeat(stack, datetime.now(UTC) - timedelta(seconds=60))
+        stack.start_worker()
+        taker = stack.procs["worker"].pid
+        # The frozen worker's BLPOP was waiting first: Redis hands it the send.
+        sender = threading.Thread(
+            target=lambda: sent.append(stack.cli("send", lane["ref"], "handed over"))
+        )
+        sender.start()
+        # Two workers and now the CLI waiting for its reply.
+        wait_for(lambda: blpop_clients(stack) >= 3, timeout=60, what="the send")
+        # Frozen for longer than a heartbeat, as a lease can only be taken
+        # from a worker silent for its freshness window (faked above).
+        time.sleep(max(0.0, frozen_at + HEARTBEAT_SECONDS + 1.5 - time.monotonic()))
+        stalled.send_signal(signal.SIGCONT)
+        assert stalled.wait(timeout=30) == 2
+        sender.join(timeout=60)
+    finally:
+        if stalled.poll() is None:
+            stalled.send_signal(signal.SIGCONT)
+            stalled.kill()
+            stalled.wait()
+    log = (stack.root / "worker.log").read_text(errors="replace")
+    assert "handed a turn/start command back" in log
+    assert sent and sent[0].status == 0, sent
+    stack.wait_lane(
+        lane["id"],
+        lambda r: (
+            r["latest_turn_status"] == "completed"
+            and any(
+                m["params"]["input"][0]["text"] == "handed over"
+                for m in stack.received("turn/start")
+            )
+        ),
+        timeout=30,
+        what="the handed-over send to complete",
+    )
+    assert lease_holder(stack)[0] == taker and pid_alive(taker)
 
 
 def test_it_lets_a_restarted_worker_take_its_dead_predecessors_lease(
