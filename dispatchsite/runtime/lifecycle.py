@@ -31,7 +31,7 @@ from dispatchsite.runtime.processes import (
     STOP_GRACE_S,
     same_process,
     stop_verified,
-    wait_vanished,
+    wait_dead,
 )
 from dispatchsite.runtime.redis import (
     check_socket_path,
@@ -52,7 +52,7 @@ UP_LOCK_TIMEOUT_S = 90.0
 # Two tiers of stops (dependents, then Redis) plus the app-server, each with
 # its own grace period, and slack for a slow machine.
 DOWN_TIMEOUT_S = 4 * STOP_GRACE_S + 10.0
-ZOMBIE_WAIT_S = 3.0
+DEAD_WAIT_S = 3.0
 
 
 # -- up -----------------------------------------------------------------------
@@ -339,8 +339,8 @@ def stack_down(*, timeout: float = DOWN_TIMEOUT_S) -> dict[str, Any]:
     # The supervisor stops its children; this catches any it could not.
     _stop_recorded(recorded)
     pids = [pid, *(p for p, _ in recorded)]
-    # Only pids proven ours above; by now they are dead or zombies.
-    wait_vanished(pids, timeout=ZOMBIE_WAIT_S)
+    # Only pids proven ours above.
+    wait_dead(pids, timeout=DEAD_WAIT_S)
     _remove_stale_files()
     result.update(status="stopped", stopped=True, pids=pids)
     return result

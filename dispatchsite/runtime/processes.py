@@ -77,42 +77,48 @@ def stop_verified(pid: int | None, token: str | None, *, grace: float) -> None:
     deadline = time.monotonic() + 2.0
     while same_process(pid, token) and time.monotonic() < deadline:
         time.sleep(0.05)
-    # Never our own child, so its zombie is init's to reap; give it a moment
-    # so "stopped" means gone from the process table.
-    wait_vanished([pid], timeout=1.0)
+    wait_dead([pid], timeout=1.0)
 
 
-def wait_vanished(pids: list[int], *, timeout: float) -> bool:
-    """Wait until no process (zombies included) has any of `pids`.
+def wait_dead(pids: list[int], *, timeout: float) -> bool:
+    """Wait until none of `pids` runs; a zombie is dead.
 
-    A dead process lingers as a zombie until its parent reaps it; for our
-    orphans that parent is init, which may take a moment.
+    Our orphans' zombies are init's to reap, which some containers' init does
+    seconds late: waiting for that made `down` slow and changed nothing.
     """
     deadline = time.monotonic() + timeout
     while True:
-        remaining = []
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass
-            remaining.append(pid)
-        if not remaining or time.monotonic() >= deadline:
-            return not remaining
-        pids = remaining
+        pids = [pid for pid in pids if proc_start_token(pid) is not None]
+        if not pids or time.monotonic() >= deadline:
+            return not pids
         time.sleep(0.05)
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies do not).
+
+    An orphaned zombie waits for init to reap it, which some containers' init
+    does seconds late: counting it kept `down` waiting that long.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    if not HAS_PROCFS:
+        return True
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _ps_start_token(pid: int) -> str | None:

@@ -85,8 +85,5 @@ def dispatch_home(home: Path, **extra: Any) -> Iterator[Path]:
 
 
 def pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    """No such process, or a zombie (dead; init reaps our orphans in its time)."""
+    return not stack.pid_alive(pid)
