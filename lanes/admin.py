@@ -322,6 +322,7 @@ class WorkerLeaseAdmin(ReadOnlyAdmin):
     list_display = (
         "host",
         "pid",
+        "machine",
         "app_server_pid",
         "app_server_version",
         "started_at",

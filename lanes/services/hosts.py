@@ -117,6 +117,8 @@ def hosts_overview() -> list[dict[str, Any]]:
                     else None
                 ),
                 "worker_pid": lease.pid if lease else None,
+                # Host name, boot and pid namespace: which machine that pid is on.
+                "worker_machine": (lease.machine or None) if lease else None,
                 "app_server_version": (lease.app_server_version or None)
                 if lease
                 else None,

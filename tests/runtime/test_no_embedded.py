@@ -6,6 +6,7 @@ names a server, as in .ci/run, else a SQLite file).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -128,6 +129,10 @@ def test_it_runs_two_ups_on_one_machine_each_with_its_parts(
         by_host = {h["host"]: h for h in status["hosts"]}
         assert by_host["b"]["app_server_version"] == "0.169.0"
         assert by_host["b"]["lease_age_s"] < 15
+        # Both workers run here: the same machine identity, each its own pid.
+        assert by_host["a"]["worker_machine"] == by_host["b"]["worker_machine"]
+        assert socket.gethostname() in by_host["b"]["worker_machine"]
+        assert by_host["a"]["worker_pid"] != by_host["b"]["worker_pid"]
         lane = cli("new", "--name", "on-b", "--host", "b", "--no-send", env=one)
         assert lane.status == 0, lane.stderr
         assert lane.json["host"] == "b"
