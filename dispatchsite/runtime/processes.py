@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # Between SIGTERM and SIGKILL, for every process the stack stops.
@@ -108,6 +109,14 @@ def group_alive(pgid: int) -> bool:
         return True
     if not HAS_PROCFS:
         return True
+    return any(
+        int(fields[2]) == pgid and fields[0] not in ("Z", "X")
+        for _pid, fields in proc_stats()
+    )
+
+
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the /proc/PID/stat fields after comm: state, ppid, pgrp, ...)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -115,10 +124,8 @@ def group_alive(pgid: int) -> bool:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+        # comm (field 2) may contain spaces and parens; fields resume after ")".
+        yield int(entry.name), stat[stat.rfind(")") + 2 :].split()
 
 
 def _ps_start_token(pid: int) -> str | None:

@@ -26,7 +26,7 @@ import pytest
 from dispatchsite.core.errors import AppServerError, DispatchError, ValidationError
 from dispatchsite.runtime import home
 from dispatchsite.runtime.lifecycle import stack_down, stack_up
-from dispatchsite.runtime.processes import proc_start_token
+from dispatchsite.runtime.processes import proc_start_token, proc_stats
 from dispatchsite.runtime.stack import BACKOFF_MAX_S, Child, build_children
 from dispatchsite.runtime.supervisor import Supervisor
 from tests.runtime import HOST, REPO, cli, cli_env, dispatch_home, fake_codex, pid_gone
@@ -46,15 +46,8 @@ def test_it_has_daphne_ping_websockets_as_configured(settings: Any) -> None:
 def descendants(root: int) -> set[int]:
     """Every live process below `root`, via /proc parent links."""
     parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
+    for pid, fields in proc_stats():
+        parents.setdefault(int(fields[1]), []).append(pid)
     found: set[int] = set()
     todo = [root]
     while todo:

@@ -170,6 +170,14 @@ def freeze_between_writes(stack: Stack, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the worker never let go of the database")
 
 
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """Thaw and kill `proc` if the test left it running."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
+
+
 def turn_starts(stack: Stack) -> list[dict[str, Any]]:
     return stack.received("turn/start")
 
@@ -229,10 +237,7 @@ def test_it_takes_a_stale_lease_and_the_stalled_holder_stops(stack: Stack) -> No
         # Its next heartbeat finds the lease taken: it stops, non-zero.
         assert stalled.wait(timeout=30) == 2
     finally:
-        if stalled.poll() is None:
-            stalled.send_signal(signal.SIGCONT)
-            stalled.kill()
-            stalled.wait()
+        end(stalled)
     log = (stack.root / "worker.log").read_text(errors="replace")
     assert f"lost the host's lease to worker pid {taker}" in log
     assert lease_holder(stack)[0] == taker and pid_alive(taker)
@@ -276,10 +281,7 @@ def test_it_hands_a_command_popped_after_losing_the_lease_to_the_new_worker(
         assert stalled.wait(timeout=30) == 2
         sender.join(timeout=60)
     finally:
-        if stalled.poll() is None:
-            stalled.send_signal(signal.SIGCONT)
-            stalled.kill()
-            stalled.wait()
+        end(stalled)
     log = (stack.root / "worker.log").read_text(errors="replace")
     assert "handed a turn/start command back" in log
     assert sent and sent[0].status == 0, sent
