@@ -27,12 +27,12 @@ DISPATCH_HOST = env_str("DISPATCH_HOST") or socket.gethostname().split(".")[0]
 DISPATCH_CODEX_BIN = env_str("DISPATCH_CODEX_BIN", "codex")
 DISPATCH_RPC_TIMEOUT = env_int("DISPATCH_RPC_TIMEOUT", 30, minimum=1)
 DISPATCH_EVENT_RETENTION_DAYS = env_int("DISPATCH_EVENT_RETENTION_DAYS", 0, minimum=0)
-# daphne pings every websocket this often and drops one that has not answered
-# within the timeout: a client that stopped reading also stops answering, so
-# what daphne buffers for it is bounded by this much of its stream.
 # Web (daphne) processes sharing the port: the API is Python under one GIL
 # per process, so a busy host gives it more than one (dispatchsite.runtime.web).
 DISPATCH_WEB_PROCESSES = env_int("DISPATCH_WEB_PROCESSES", 1, minimum=1)
+# daphne pings every websocket this often and drops one that has not answered
+# within the timeout: a client that stopped reading also stops answering, so
+# what daphne buffers for it is bounded by this much of its stream.
 DISPATCH_WS_PING_INTERVAL = env_int("DISPATCH_WS_PING_INTERVAL", 5, minimum=1)
 DISPATCH_WS_PING_TIMEOUT = env_int("DISPATCH_WS_PING_TIMEOUT", 10, minimum=1)
 # A socket opened with a token re-checks it this often, so revoking (or the

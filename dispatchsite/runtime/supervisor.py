@@ -380,9 +380,7 @@ class Supervisor:
             "worker": home.worker_state_file(self.host),
             "celery": home.celery_state_file(self.host),
             "beat": home.beat_state_file(self.host),
-        }.get(name)
-        if name.startswith("web"):
-            path = home.web_state_file(name)
+        }.get(name, home.web_state_file(name) if name.startswith("web") else None)
         data = home.read_json(path) if path else None
         if path and data and (data.get("pid") == pid or not pid_alive(data.get("pid"))):
             home.unlink_quietly(path)
