@@ -231,14 +231,23 @@ class BusyLayer:
         self.task.cancel()
 
 
-async def test_it_waits_for_a_late_message_rather_than_reading_the_journal(
-    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def live_socket_on_a_fast_hub(
+    journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A socket past its first live event, on a hub reconciling every 50 ms
+    that counts any message published after a row as proof of its loss."""
     monkeypatch.setattr(hub, "RECONCILE_SECONDS", 0.05)
     monkeypatch.setattr(hub, "PUBLISH_MARGIN_SECONDS", 0.0)
     socket = await connect()
     await journal.record_and_publish("a")
     assert await receive_seqs(socket, 1) == [1]
+    return socket
+
+
+async def test_it_waits_for_a_late_message_rather_than_reading_the_journal(
+    lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    socket = await live_socket_on_a_fast_hub(journal, connect, monkeypatch)
     with BusyLayer(age=60):
         late = await journal.record("b", "c")  # its message is still queued
         assert await nothing_more(socket, 0.4)  # eight ticks: no journal read
@@ -250,11 +259,7 @@ async def test_it_waits_for_a_late_message_rather_than_reading_the_journal(
 async def test_it_refills_a_dropped_message_while_the_layer_is_busy(
     lane: Lane, journal: Journal, connect: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(hub, "RECONCILE_SECONDS", 0.05)
-    monkeypatch.setattr(hub, "PUBLISH_MARGIN_SECONDS", 0.0)
-    socket = await connect()
-    await journal.record_and_publish("a")
-    assert await receive_seqs(socket, 1) == [1]
+    socket = await live_socket_on_a_fast_hub(journal, connect, monkeypatch)
     with BusyLayer(age=0):
         await journal.record("b", "c")  # dropped: newer messages arrive
         assert await receive_seqs(socket, 2) == [2, 3]
